@@ -1,0 +1,115 @@
+// bias_act on the CPU: one pass over memory, OpenMP across rows, SIMD along them.
+//
+// The flat tensor is walked in runs that share one bias value (a row of `step` elements: NCHW, dim=1) or,
+// when step == 1 (channels_last, dim=1), in runs of `size` elements whose bias is b[0..size). Either way the
+// innermost loop is contiguous and branch-free, so the compiler vectorises it.
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+#include <algorithm>
+#include <type_traits>
+
+#include "gankernels/bias_act.h"
+
+namespace gankernels {
+namespace {
+
+template <typename T>
+using compute_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
+
+constexpr int64_t kGrain = 32768;  // elements below which one thread does all the work
+
+// Calls run(begin, length, bias_offset, per_element) for runs covering [0, n): per_element false: every element of
+// the run has channel bias_offset; true: element begin + k has channel k.
+template <typename Run>
+void for_each_run(int64_t n, int64_t step, int64_t size, bool has_bias, int num_threads, Run&& run) {
+  const int nt = n < kGrain ? 1 : num_threads;
+  if (!has_bias || size == 1) {  // one run per chunk; the channel is irrelevant (or always 0)
+    const int64_t chunks = (n + kGrain - 1) / kGrain;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t c = 0; c < chunks; ++c) run(c * kGrain, std::min(kGrain, n - c * kGrain), int64_t(0), false);
+  } else if (step == 1) {  // channels innermost
+    const int64_t rows = n / size;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t r = 0; r < rows; ++r) run(r * size, size, int64_t(0), true);
+  } else {  // `step` consecutive elements share a channel
+    const int64_t rows = n / step;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t r = 0; r < rows; ++r) run(r * step, step, r % size, false);
+  }
+}
+
+template <typename T, int A, bool CLAMP>
+void forward(const BiasActArgs& p, int num_threads) {
+  using C = compute_t<T>;
+  const T* x = static_cast<const T*>(p.x);
+  const T* b = static_cast<const T*>(p.b);
+  T* y = static_cast<T*>(p.out);
+  const C alpha = C(p.alpha), gain = C(p.gain), clamp = C(p.clamp);
+  for_each_run(p.n, p.step, p.size, b != nullptr, num_threads, [&](int64_t i0, int64_t len, int64_t c, bool per) {
+    if (per) {
+#pragma omp simd
+      for (int64_t k = 0; k < len; ++k) {
+        y[i0 + k] = T(bias_act_forward_element<A, CLAMP>(C(x[i0 + k]) + C(b[k]), alpha, gain, clamp));
+      }
+    } else {
+      const C bias = b ? C(b[c]) : C(0);
+#pragma omp simd
+      for (int64_t k = 0; k < len; ++k) {
+        y[i0 + k] = T(bias_act_forward_element<A, CLAMP>(C(x[i0 + k]) + bias, alpha, gain, clamp));
+      }
+    }
+  });
+}
+
+template <typename T, int A, int ORDER, bool CLAMP>
+void backward(const BiasActArgs& p, int num_threads) {
+  using C = compute_t<T>;
+  const int kind = bias_act_ref(A);
+  const T* g = static_cast<const T*>(p.g);
+  const T* m = static_cast<const T*>(p.m);
+  const T* ref = static_cast<const T*>(kind == 1 ? p.x : kind == 2 ? p.y : p.g);
+  const T* y = static_cast<const T*>(CLAMP ? p.y : p.g);
+  const T* b = kind == 1 ? static_cast<const T*>(p.b) : nullptr;
+  T* out = static_cast<T*>(p.out);
+  const C alpha = C(p.alpha), gain = C(p.gain), clamp = C(p.clamp);
+  for_each_run(p.n, p.step, p.size, b != nullptr, num_threads, [&](int64_t i0, int64_t len, int64_t c, bool per) {
+    const C bias = (b && !per) ? C(b[c]) : C(0);
+#pragma omp simd
+    for (int64_t k = 0; k < len; ++k) {
+      const int64_t i = i0 + k;
+      C gv = C(g[i]);
+      if (m) gv *= C(m[i]);
+      const C r = C(ref[i]) + (per ? C(b[k]) : bias);
+      out[i] = T(bias_act_backward_element<A, ORDER, CLAMP>(gv, r, C(y[i]), alpha, gain, clamp));
+    }
+  });
+}
+
+template <typename T>
+void run(const BiasActArgs& p, int num_threads) {
+  const bool clamp = p.clamp >= 0;
+  dispatch_activation(p.act, [&](auto a) {
+    constexpr int A = decltype(a)::value;
+    if (p.order == 0) {
+      clamp ? forward<T, A, true>(p, num_threads) : forward<T, A, false>(p, num_threads);
+    } else if (p.order == 1) {
+      clamp ? backward<T, A, 1, true>(p, num_threads) : backward<T, A, 1, false>(p, num_threads);
+    } else {
+      clamp ? backward<T, A, 2, true>(p, num_threads) : backward<T, A, 2, false>(p, num_threads);
+    }
+  });
+}
+
+}  // namespace
+
+void bias_act_cpu(const BiasActArgs& p, int num_threads) {
+  switch (p.dtype) {
+    case DType::f32: run<float>(p, num_threads); break;
+    case DType::f64: run<double>(p, num_threads); break;
+    case DType::f16: run<c10::Half>(p, num_threads); break;
+    case DType::bf16: run<c10::BFloat16>(p, num_threads); break;
+  }
+}
+
+}  // namespace gankernels

@@ -1,0 +1,88 @@
+// bias_act: torch tensors in, kernel arguments out. Shapes and layouts were settled by gankernels/ops/bias_act.py.
+#include "gankernels/bias_act.h"
+
+#include "glue.h"
+#include "ops.h"
+
+namespace gankernels {
+namespace {
+
+void check_bias(const std::optional<at::Tensor>& b, const at::Tensor& like, int64_t size) {
+  if (!b.has_value()) return;
+  TORCH_CHECK(b->device() == like.device(), "b is on ", b->device(), ", expected ", like.device());
+  TORCH_CHECK_TYPE(b->scalar_type() == like.scalar_type(), "b has dtype ", b->scalar_type(), ", expected ",
+                   like.scalar_type());
+  TORCH_CHECK(b->dim() == 1 && b->numel() == size && b->is_contiguous(), "b must be contiguous of length ", size);
+}
+
+BiasActArgs make_args(const at::Tensor& out, int64_t step, int64_t size, int64_t act, double alpha, double gain,
+                      double clamp, int64_t order) {
+  TORCH_CHECK(act >= 1 && act <= 9, "bias_act: unknown activation code ", act);
+  TORCH_CHECK(order >= 0 && order <= 2, "bias_act: order must be 0, 1 or 2, got ", order);
+  TORCH_CHECK(step >= 1 && size >= 1 && out.numel() % (step * size) == 0, "bias_act: step ", step, " and size ",
+              size, " do not tile ", out.numel(), " elements");
+  TORCH_CHECK(out.is_non_overlapping_and_dense(), "bias_act: the output must be dense");
+  BiasActArgs p;
+  p.out = out.data_ptr();
+  p.n = out.numel();
+  p.step = step;
+  p.size = size;
+  p.act = static_cast<int>(act);
+  p.order = static_cast<int>(order);
+  p.alpha = alpha;
+  p.gain = gain;
+  p.clamp = clamp;
+  p.dtype = dtype_of(out);
+  return p;
+}
+
+void launch(const BiasActArgs& p, const at::Tensor& out) {
+  if (p.n == 0) return;
+  run_on_device(
+      out, "bias_act", [&](int threads) { bias_act_cpu(p, threads); },
+      [&](void* stream) {
+#ifdef GANKERNELS_WITH_CUDA
+        return bias_act_cuda(p, stream);
+#else
+        (void)stream;
+        return -1;
+#endif
+      });
+}
+
+}  // namespace
+
+void bias_act_forward(const at::Tensor& x, const std::optional<at::Tensor>& b, const at::Tensor& y, int64_t step,
+                      int64_t size, int64_t act, double alpha, double gain, double clamp) {
+  check_like(x, y, "x");
+  check_bias(b, y, size);
+  BiasActArgs p = make_args(y, step, size, act, alpha, gain, clamp, 0);
+  p.x = x.data_ptr();
+  p.b = data_or_null(b);
+  launch(p, y);
+}
+
+void bias_act_backward(const at::Tensor& g, const std::optional<at::Tensor>& m, const std::optional<at::Tensor>& x,
+                       const std::optional<at::Tensor>& b, const std::optional<at::Tensor>& y, const at::Tensor& out,
+                       int64_t step, int64_t size, int64_t act, double alpha, double gain, double clamp,
+                       int64_t order) {
+  BiasActArgs p = make_args(out, step, size, act, alpha, gain, clamp, order);
+  check_like(g, out, "g");
+  check_like(m, out, "m");
+  check_like(x, out, "x");
+  check_like(y, out, "y");
+  check_bias(b, out, size);
+  const int kind = bias_act_ref(p.act);
+  TORCH_CHECK(kind != 1 || x.has_value(), "bias_act_backward: this activation needs the saved x");
+  TORCH_CHECK(kind != 2 || y.has_value(), "bias_act_backward: this activation needs the saved y");
+  TORCH_CHECK(clamp < 0 || y.has_value(), "bias_act_backward: clamp needs the saved y");
+  TORCH_CHECK(order != 2 || m.has_value(), "bias_act_backward: order 2 needs m");
+  p.g = g.data_ptr();
+  p.m = data_or_null(m);
+  p.x = data_or_null(x);
+  p.b = kind == 1 ? data_or_null(b) : nullptr;
+  p.y = data_or_null(y);
+  launch(p, out);
+}
+
+}  // namespace gankernels

@@ -1,0 +1,73 @@
+// Torch glue shared by the ops: checks that keep kernels in bounds, dtype mapping, device dispatch.
+// The Python layer validates user input with clear messages; these checks are the last line of defence.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <ATen/Parallel.h>
+
+#include <optional>
+
+#include "gankernels/common.h"
+
+#ifdef GANKERNELS_WITH_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#endif
+
+namespace gankernels {
+
+inline DType dtype_of(const at::Tensor& t) {
+  switch (t.scalar_type()) {
+    case at::kFloat: return DType::f32;
+    case at::kDouble: return DType::f64;
+    case at::kHalf: return DType::f16;
+    case at::kBFloat16: return DType::bf16;
+    default: TORCH_CHECK_TYPE(false, "gankernels: unsupported dtype ", t.scalar_type());
+  }
+  return DType::f32;
+}
+
+// `t` must be stored exactly like `like`: same device, dtype, shape, strides, and densely.
+inline void check_like(const at::Tensor& t, const at::Tensor& like, const char* name) {
+  TORCH_CHECK(t.device() == like.device(), name, " is on ", t.device(), ", expected ", like.device());
+  TORCH_CHECK_TYPE(t.scalar_type() == like.scalar_type(), name, " has dtype ", t.scalar_type(), ", expected ",
+                   like.scalar_type());
+  TORCH_CHECK(t.sizes() == like.sizes(), name, " has shape ", t.sizes(), ", expected ", like.sizes());
+  TORCH_CHECK(t.is_non_overlapping_and_dense() && t.strides() == like.strides(), name,
+              " must be dense with the strides of the output");
+}
+
+inline void check_like(const std::optional<at::Tensor>& t, const at::Tensor& like, const char* name) {
+  if (t.has_value()) check_like(*t, like, name);
+}
+
+inline const void* data_or_null(const std::optional<at::Tensor>& t) { return t.has_value() ? t->data_ptr() : nullptr; }
+
+inline bool built_with_cuda() {
+#ifdef GANKERNELS_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+// Runs cpu_fn() on CPU tensors and cuda_fn(stream) -> cudaError_t-as-int on CUDA tensors of `t`'s device.
+template <typename CpuFn, typename CudaFn>
+void run_on_device(const at::Tensor& t, const char* op, CpuFn&& cpu_fn, CudaFn&& cuda_fn) {
+  if (t.device().is_cpu()) {
+    cpu_fn(at::get_num_threads());
+    return;
+  }
+#ifdef GANKERNELS_WITH_CUDA
+  if (t.device().is_cuda()) {
+    const c10::cuda::CUDAGuard guard(t.device());
+    const int err = cuda_fn(static_cast<void*>(at::cuda::getCurrentCUDAStream().stream()));
+    TORCH_CHECK(err == 0, op, ": CUDA kernel launch failed: ", cuda_error_string(err));
+    return;
+  }
+#endif
+  (void)cuda_fn;
+  TORCH_CHECK(false, op, ": no kernel for tensors on ", t.device(), built_with_cuda() ? "" : " (built without CUDA)");
+}
+
+}  // namespace gankernels

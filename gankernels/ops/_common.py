@@ -1,0 +1,109 @@
+"""Helpers shared by the ops: argument checks, memory layouts, backend kernel lookup."""
+
+from __future__ import annotations
+
+import importlib
+import math
+import numbers
+
+import torch
+
+from .. import backend as _backend
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Argument checks: TypeError for a wrong kind of value, ValueError for a wrong value. Messages name the argument.
+
+
+def check_float_tensor(t, name: str) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float16, bfloat16, float32 or float64, got {t.dtype}")
+    return t
+
+
+def check_same(t: torch.Tensor, ref: torch.Tensor, name: str, ref_name: str, dtype: bool = True) -> None:
+    if t.device != ref.device:
+        raise ValueError(f"{name} is on {t.device} but {ref_name} is on {ref.device}; put them on one device")
+    if dtype and t.dtype != ref.dtype:
+        raise TypeError(f"{name} has dtype {t.dtype} but {ref_name} has {ref.dtype}; they must match")
+
+
+def check_real(v, name: str, allow_none: bool = False) -> float | None:
+    if v is None and allow_none:
+        return None
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(v).__name__}")
+    v = float(v)
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {v}")
+    return v
+
+
+def check_int(v, name: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(v).__name__}")
+    return int(v)
+
+
+def check_dim(dim, ndim: int, name: str = "dim") -> int:
+    dim = check_int(dim, name)
+    if not -ndim <= dim < ndim:
+        raise ValueError(f"{name}={dim} is out of range for a tensor with {ndim} dimensions")
+    return dim % ndim
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Memory layouts. Kernels work on the flat memory of a dense tensor; the layout says how coordinates map onto it.
+
+
+def memory_format(t: torch.Tensor) -> torch.memory_format:
+    """The format that `t` is stored in: channels_last(_3d) when it is that and not plain contiguous."""
+    if t.is_contiguous():
+        return torch.contiguous_format
+    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    if t.dim() == 5 and t.is_contiguous(memory_format=torch.channels_last_3d):
+        return torch.channels_last_3d
+    return torch.contiguous_format  # any other strides: the kernels get a contiguous copy
+
+
+def dense(t: torch.Tensor, fmt: torch.memory_format | None = None) -> torch.Tensor:
+    """`t` stored densely in `fmt` (default: its own format); a copy only when it is not already."""
+    return t.contiguous(memory_format=memory_format(t) if fmt is None else fmt)
+
+
+def dim_order(ndim: int, fmt: torch.memory_format) -> list[int]:
+    """Dimensions from outermost to innermost in memory."""
+    if fmt in (torch.channels_last, torch.channels_last_3d):
+        return [0] + list(range(2, ndim)) + [1]
+    return list(range(ndim))
+
+
+def inner_step(shape, fmt: torch.memory_format, dim: int) -> int:
+    """Elements between consecutive indices along `dim` in a dense tensor of `fmt`: coordinate along `dim` of
+    flat element i is (i // step) % shape[dim]."""
+    order = dim_order(len(shape), fmt)
+    return math.prod(shape[d] for d in order[order.index(dim) + 1 :])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Backends
+
+
+def kernels(backend: str, op: str):
+    """The module that holds `op`'s kernels on `backend`: gankernels._C or gankernels.triton.<op>."""
+    if backend in ("cpu", "cuda"):
+        return _backend.extension()
+    if backend == "triton":
+        return importlib.import_module(f"gankernels.triton.{op}")
+    raise RuntimeError(f"backend {backend!r} has no kernels for {op}")
+
+
+def reduce_to(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sum over every dimension but `dim` (the gradient of a bias broadcast along `dim`)."""
+    dims = [d for d in range(t.dim()) if d != dim]
+    return t.sum(dim=dims) if dims else t

@@ -1,0 +1,1 @@
+"""Triton kernels, one module per op. Imported lazily by gankernels.ops when the triton backend runs."""
