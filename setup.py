@@ -17,8 +17,10 @@ try:
     import torch
     from torch.utils import cpp_extension
 except ImportError:  # pragma: no cover - the Makefile installs torch first
-    sys.exit("gankernels: torch must be installed before building (pip install torch, then "
-             "pip install -e . --no-build-isolation)")
+    sys.exit(
+        "gankernels: torch must be installed before building (pip install torch, then "
+        "pip install -e . --no-build-isolation)"
+    )
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_ARCHS = "8.0;8.6;8.9;9.0"
@@ -42,8 +44,8 @@ def cuda_arch_list():
     if os.environ.get("TORCH_CUDA_ARCH_LIST"):
         return os.environ["TORCH_CUDA_ARCH_LIST"]
     if torch.cuda.is_available():
-        caps = sorted({"%d.%d" % torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())})
-        return ";".join(caps)
+        caps = {"{}.{}".format(*torch.cuda.get_device_capability(i)) for i in range(torch.cuda.device_count())}
+        return ";".join(sorted(caps))
     return DEFAULT_ARCHS
 
 
@@ -57,16 +59,22 @@ def extension():
     print(f"gankernels: building CPU kernels; CUDA kernels: {'yes' if with_cuda else 'no'} ({why})")
     if not with_cuda:
         return cpp_extension.CppExtension(
-            "gankernels._C", sources, include_dirs=include_dirs,
-            extra_compile_args={"cxx": cxx}, extra_link_args=["-fopenmp"],
+            "gankernels._C",
+            sources,
+            include_dirs=include_dirs,
+            extra_compile_args={"cxx": cxx},
+            extra_link_args=["-fopenmp"],
         )
     os.environ["TORCH_CUDA_ARCH_LIST"] = cuda_arch_list()
     print(f"gankernels: CUDA architectures {os.environ['TORCH_CUDA_ARCH_LIST']}")
     nvcc = ["-O3", "-std=c++17", "--use_fast_math", "-lineinfo", "--expt-relaxed-constexpr"]
     return cpp_extension.CUDAExtension(
-        "gankernels._C", sources + rel("csrc/cuda/*.cu"), include_dirs=include_dirs,
+        "gankernels._C",
+        sources + rel("csrc/cuda/*.cu"),
+        include_dirs=include_dirs,
         define_macros=[("GANKERNELS_WITH_CUDA", None)],
-        extra_compile_args={"cxx": cxx + ["-DGANKERNELS_WITH_CUDA"], "nvcc": nvcc}, extra_link_args=["-fopenmp"],
+        extra_compile_args={"cxx": cxx + ["-DGANKERNELS_WITH_CUDA"], "nvcc": nvcc},
+        extra_link_args=["-fopenmp"],
     )
 
 

@@ -32,7 +32,8 @@ def _load_extension():
     try:
         return importlib.import_module("gankernels._C"), None
     except ImportError as e:  # not built: the package still works on ref/triton
-        return None, f"the compiled extension gankernels._C is not built ({e}); run `pip install -e . --no-build-isolation`"
+        why = f"the compiled extension gankernels._C is not built ({e}); run `pip install -e . --no-build-isolation`"
+        return None, why
 
 
 _C, _C_ERROR = _load_extension()

@@ -10,7 +10,11 @@ import torch
 import triton
 import triton.language as tl
 
-from ..reference.bias_act import ACTIVATIONS, SELU_ALPHA, SELU_SCALE
+from ..reference import bias_act as ref
+
+ACTIVATIONS = ref.ACTIVATIONS
+SELU_SCALE = tl.constexpr(ref.SELU_SCALE)  # globals read inside @triton.jit must be constexpr
+SELU_ALPHA = tl.constexpr(ref.SELU_ALPHA)
 
 BLOCK = 1024
 NUM_WARPS = 4

@@ -1,0 +1,54 @@
+# make demo: install, build, show what runs where, benchmark.   make test: install, build, test everything.
+PY ?= python3
+OUT ?= gpu-out
+NVCC ?= nvcc
+CUDA_ARCHS ?= 80 90
+export MAX_JOBS ?= $(shell nproc)
+
+.PHONY: deps build test demo cuda-compile-check gpu-check lint bench clean
+
+deps:
+	PY=$(PY) tools/install_deps.sh
+
+build: deps
+	$(PY) -m pip install --disable-pip-version-check -q -e . --no-build-isolation --no-deps
+
+# nvcc -c on every csrc/cuda/*.cu for each arch in CUDA_ARCHS: CUDA code that does not compile does not land.
+cuda-compile-check:
+	@command -v $(NVCC) >/dev/null || { echo "cuda-compile-check: nvcc not found"; exit 1; }
+	@mkdir -p build/cuda-check
+	@set -e; for f in csrc/cuda/*.cu; do \
+	  echo "nvcc $$f (sm_$(subst $() $(),$(comma)sm_,$(CUDA_ARCHS)))"; \
+	  $(NVCC) -std=c++17 -O3 --expt-relaxed-constexpr -Werror all-warnings -Icsrc/include \
+	    $(foreach a,$(CUDA_ARCHS),-gencode arch=compute_$(a),code=sm_$(a)) \
+	    -c $$f -o build/cuda-check/$$(basename $$f .cu).o; \
+	done
+
+test: build
+	@if command -v $(NVCC) >/dev/null; then $(MAKE) --no-print-directory cuda-compile-check; \
+	  else echo "nvcc not found: skipping cuda-compile-check"; fi
+	$(PY) -m pytest tests -q
+	$(PY) -m pytest benchmarks -q --benchmark-disable
+
+demo: build
+	$(PY) -m gankernels info
+	$(PY) -m gankernels bench
+
+bench: build
+	$(PY) -m gankernels bench
+
+# On a GPU machine (see ../shared/GPU.md): build with CUDA, every test, the benchmark table -> $(OUT).
+gpu-check:
+	mkdir -p $(OUT)
+	$(PY) -m pip install --disable-pip-version-check -q -e . --no-build-isolation --no-deps
+	$(PY) -m gankernels info | tee $(OUT)/info.txt
+	$(PY) -m pytest tests -q -x -p no:cacheprovider 2>&1 | tee $(OUT)/tests.txt
+	$(PY) -m gankernels bench --json $(OUT)/results.json 2>&1 | tee $(OUT)/bench.txt
+
+lint:
+	ruff check . && ruff format --check .
+
+clean:
+	rm -rf build *.egg-info gankernels/*.so .pytest_cache .benchmarks
+
+comma := ,
