@@ -1,6 +1,8 @@
 // bias_act: torch tensors in, kernel arguments out. Shapes and layouts were settled by gankernels/ops/bias_act.py.
 #include "gankernels/bias_act.h"
 
+#include <ATen/ops/empty.h>
+
 #include "glue.h"
 #include "ops.h"
 
@@ -62,10 +64,11 @@ void bias_act_forward(const at::Tensor& x, const std::optional<at::Tensor>& b, c
   launch(p, y);
 }
 
-void bias_act_backward(const at::Tensor& g, const std::optional<at::Tensor>& m, const std::optional<at::Tensor>& x,
-                       const std::optional<at::Tensor>& b, const std::optional<at::Tensor>& y, const at::Tensor& out,
-                       int64_t step, int64_t size, int64_t act, double alpha, double gain, double clamp,
-                       int64_t order) {
+std::optional<at::Tensor> bias_act_backward(const at::Tensor& g, const std::optional<at::Tensor>& m,
+                                            const std::optional<at::Tensor>& x, const std::optional<at::Tensor>& b,
+                                            const std::optional<at::Tensor>& y, const at::Tensor& out, int64_t step,
+                                            int64_t size, int64_t act, double alpha, double gain, double clamp,
+                                            int64_t order, bool want_db) {
   BiasActArgs p = make_args(out, step, size, act, alpha, gain, clamp, order);
   check_like(g, out, "g");
   check_like(m, out, "m");
@@ -82,7 +85,18 @@ void bias_act_backward(const at::Tensor& g, const std::optional<at::Tensor>& m, 
   p.x = data_or_null(x);
   p.b = kind == 1 ? data_or_null(b) : nullptr;
   p.y = data_or_null(y);
+  // The fused bias gradient: partial sums [n / (step * size), size, chunks] that the caller sums over dims 0 and 2.
+  std::optional<at::Tensor> partial;
+#ifdef GANKERNELS_WITH_CUDA
+  if (want_db && out.is_cuda() && p.n > 0 && (p.db_chunks = bias_act_cuda_db_chunks(p)) > 0) {
+    const auto acc = out.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+    partial = at::empty({p.n / (step * size), size, p.db_chunks}, out.options().dtype(acc));
+    p.db_partial = partial->data_ptr();
+  }
+#endif
+  (void)want_db;
   launch(p, out);
+  return partial;
 }
 
 }  // namespace gankernels

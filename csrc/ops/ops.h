@@ -10,9 +10,16 @@ namespace gankernels {
 // bias_act (csrc/ops/bias_act.cpp)
 void bias_act_forward(const at::Tensor& x, const std::optional<at::Tensor>& b, const at::Tensor& y, int64_t step,
                       int64_t size, int64_t act, double alpha, double gain, double clamp);
-void bias_act_backward(const at::Tensor& g, const std::optional<at::Tensor>& m, const std::optional<at::Tensor>& x,
-                       const std::optional<at::Tensor>& b, const std::optional<at::Tensor>& y, const at::Tensor& out,
-                       int64_t step, int64_t size, int64_t act, double alpha, double gain, double clamp,
-                       int64_t order);
+// Returns the bias gradient's partial sums when want_db and the CUDA row kernel applies, else None.
+std::optional<at::Tensor> bias_act_backward(const at::Tensor& g, const std::optional<at::Tensor>& m,
+                                            const std::optional<at::Tensor>& x, const std::optional<at::Tensor>& b,
+                                            const std::optional<at::Tensor>& y, const at::Tensor& out, int64_t step,
+                                            int64_t size, int64_t act, double alpha, double gain, double clamp,
+                                            int64_t order, bool want_db);
+
+// upfirdn2d (csrc/ops/upfirdn2d.cpp)
+void upfirdn2d_forward(const at::Tensor& x, const at::Tensor& f, const at::Tensor& out, int64_t upx, int64_t upy,
+                       int64_t downx, int64_t downy, int64_t padx0, int64_t padx1, int64_t pady0, int64_t pady1,
+                       bool flip, double gain);
 
 }  // namespace gankernels

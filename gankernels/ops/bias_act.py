@@ -76,13 +76,12 @@ def _bias_act_setup(ctx, inputs, output):
 
 def _bias_act_backward(ctx, dy):
     xs, bs, ys = ctx.saved_tensors
-    dim = ctx.params[0]
     dx = db = None
-    if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+    if ctx.needs_input_grad[1]:
+        dx, db = _bias_act_grad_db_op(dense(dy), xs, bs, ys, *ctx.params)
+    elif ctx.needs_input_grad[0]:
         dx = _grad(dy, None, xs, bs, ys, *ctx.params, order=1)
-        if ctx.needs_input_grad[1]:
-            db = reduce_to(dx, dim)
-    return dx, db, None, None, None, None, None, None
+    return (dx if ctx.needs_input_grad[0] else None), db, None, None, None, None, None, None
 
 
 _bias_act_op.register_autograd(_bias_act_backward, setup_context=_bias_act_setup)
@@ -90,6 +89,22 @@ _bias_act_op.register_autograd(_bias_act_backward, setup_context=_bias_act_setup
 
 # ----------------------------------------------------------------------------------------------------------------
 # Gradient op: order 1 gives dL/d(x + b); order 2 the derivative of that with respect to the saved tensor.
+
+
+def _run_grad(g, m, x, b, y, dim, act, alpha, gain, clamp, backend, order, want_db):
+    """(gradient, bias-gradient partials or None) from the backend's kernel."""
+    lead = _lead(g, x, y)
+    fmt = memory_format(lead)
+    out = _empty_like(lead)
+    partial = None
+    if out.numel():
+        g, m, x, y = (None if t is None else dense(t, fmt) for t in (g, m, x, y))
+        b = None if b is None else b.contiguous()
+        step, size, act_index = _launch_args(out, dim, act)
+        partial = kernels(backend, "bias_act").bias_act_backward(
+            g, m, x, b, y, out, step, size, act_index, alpha, gain, clamp, order, want_db
+        )
+    return out, partial
 
 
 @torch.library.custom_op("gankernels::bias_act_grad", mutates_args=())
@@ -107,17 +122,7 @@ def _bias_act_grad_op(
     backend: str,
     order: int,
 ) -> torch.Tensor:
-    lead = _lead(g, x, y)
-    fmt = memory_format(lead)
-    out = _empty_like(lead)
-    if out.numel():
-        g, m, x, y = (None if t is None else dense(t, fmt) for t in (g, m, x, y))
-        b = None if b is None else b.contiguous()
-        step, size, act_index = _launch_args(out, dim, act)
-        kernels(backend, "bias_act").bias_act_backward(
-            g, m, x, b, y, out, step, size, act_index, alpha, gain, clamp, order
-        )
-    return out
+    return _run_grad(g, m, x, b, y, dim, act, alpha, gain, clamp, backend, order, False)[0]
 
 
 def _lead(g, x, y):
@@ -146,19 +151,25 @@ def _bias_act_grad_setup(ctx, inputs, output):
 
 def _bias_act_grad_backward(ctx, go):
     g, m, x, b, y = ctx.saved_tensors
-    dim, act, alpha, gain, clamp, backend = ctx.params
-    order, spec, needs = ctx.order, ACTIVATIONS[ctx.params[1]], ctx.needs_input_grad
+    grads = _grad_of_grad(go, g, m, x, b, y, ctx.params, ctx.order, ctx.needs_input_grad[:5])
+    return (*grads, None, None, None, None, None, None, None)
+
+
+def _grad_of_grad(go, g, m, x, b, y, params, order, needs):
+    """Gradients (dg, dm, dx, db, dy) of out = g * m * K(saved) * mask, given go = dL/d(out)."""
+    dim, act, alpha, gain, clamp, backend = params
+    spec = ACTIVATIONS[act]
     dg = dm = dx = db = dy = None
-    # The op is linear in g and in m: out = g * m * K(saved) * mask.
+    # The op is linear in g and in m.
     if needs[0]:
-        dg = _grad(go, m, x, b, y, *ctx.params, order=order)
+        dg = _grad(go, m, x, b, y, *params, order=order)
     if m is not None and needs[1]:
-        dm = _grad(go, g, x, b, y, *ctx.params, order=order)
+        dm = _grad(go, g, x, b, y, *params, order=order)
     ref_needs = (needs[2] or needs[3]) if spec.ref == "x" else needs[4] if spec.ref == "y" else False
     if ref_needs:
         gm = g if m is None else g * m
         if order == 1:
-            dref = _grad(go, gm, x, b, y, *ctx.params, order=2)
+            dref = _grad(go, gm, x, b, y, *params, order=2)
         else:
             dref = _third_order(go, g, m, x, b, y, dim, act, alpha, gain, clamp)
         if spec.ref == "x":
@@ -166,7 +177,7 @@ def _bias_act_grad_backward(ctx, go):
             db = reduce_to(dref, dim) if needs[3] and dref is not None and b is not None else None
         else:
             dy = dref
-    return dg, dm, dx, db, dy, None, None, None, None, None, None, None
+    return dg, dm, dx, db, dy
 
 
 def _third_order(go, g, m, x, b, y, dim, act, alpha, gain, clamp):
@@ -185,6 +196,57 @@ def _third_order(go, g, m, x, b, y, dim, act, alpha, gain, clamp):
 
 
 _bias_act_grad_op.register_autograd(_bias_act_grad_backward, setup_context=_bias_act_grad_setup)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Gradient with the bias gradient: (dx, db) with db = dx summed over every dimension but `dim`. The CUDA kernel
+# fuses the reduction into the same pass (NCHW rows); elsewhere it is a separate sum.
+
+
+@torch.library.custom_op("gankernels::bias_act_grad_db", mutates_args=())
+def _bias_act_grad_db_op(
+    g: torch.Tensor,
+    x: torch.Tensor | None,
+    b: torch.Tensor | None,
+    y: torch.Tensor | None,
+    dim: int,
+    act: str,
+    alpha: float,
+    gain: float,
+    clamp: float,
+    backend: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    dx, partial = _run_grad(g, None, x, b, y, dim, act, alpha, gain, clamp, backend, 1, True)
+    db = reduce_to(dx, dim) if partial is None else partial.sum(dim=(0, 2)).to(dx.dtype)
+    return dx, db
+
+
+@_bias_act_grad_db_op.register_fake
+def _(g, x, b, y, dim, act, alpha, gain, clamp, backend):
+    return _empty_like(_lead(g, x, y)), g.new_empty([g.shape[dim]])
+
+
+def _bias_act_grad_db_setup(ctx, inputs, output):
+    g, x, b, y = inputs[:4]
+    ctx.save_for_backward(g, x, b, y)
+    ctx.params = inputs[4:10]
+
+
+def _bias_act_grad_db_backward(ctx, gdx, gdb):
+    g, x, b, y = ctx.saved_tensors
+    dim = ctx.params[0]
+    go = gdx
+    if gdb is not None:  # db = sum of dx over all but `dim`: its gradient broadcasts back onto dx
+        gdb = gdb.reshape(ref.bias_shape(g.dim(), dim))
+        go = gdb.expand(g.shape) if go is None else go + gdb
+    if go is None:
+        return None, None, None, None, None, None, None, None, None, None
+    n = ctx.needs_input_grad
+    dg, _, dx, db, dy = _grad_of_grad(go, g, None, x, b, y, ctx.params, 1, (n[0], False, n[1], n[2], n[3]))
+    return dg, dx, db, dy, None, None, None, None, None, None
+
+
+_bias_act_grad_db_op.register_autograd(_bias_act_grad_db_backward, setup_context=_bias_act_grad_db_setup)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -169,8 +169,10 @@ def bias_act_forward(x, b, y, step, size, act, alpha, gain, clamp):
     )  # fmt: skip
 
 
-def bias_act_backward(g, m, x, b, y, out, step, size, act, alpha, gain, clamp, order):
-    """out = g * m * K(saved) * mask; see gankernels.reference.bias_act.bias_act_grad."""
+def bias_act_backward(g, m, x, b, y, out, step, size, act, alpha, gain, clamp, order, want_db=False):
+    """out = g * m * K(saved) * mask; see gankernels.reference.bias_act.bias_act_grad.
+
+    Returns None: no fused bias-gradient partials here (the caller reduces `out`)."""
     meta, params, n, grid = _common(out, alpha, gain, clamp)
     ref = _REF_BY_INDEX[act]
     _bias_act_bwd_kernel[grid](

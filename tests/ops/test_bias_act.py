@@ -158,6 +158,27 @@ def test_bias_only_grad_and_no_grad(backend, device):
 
 
 @pytest.mark.parametrize("backend,device", CASES)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize(
+    "shape,channels_last",
+    [((2, 3, 16, 16), False), ((2, 3, 17, 19), False), ((1, 2, 48, 48), False), ((2, 5, 16, 16), True)],
+)
+@pytest.mark.parametrize("act", ["lrelu", "swish"])
+def test_bias_gradient_long_rows(backend, device, dtype, shape, channels_last, act):
+    """Rows of >= 256 elements take the CUDA kernel that fuses the bias gradient into the backward pass."""
+    if backend == "triton" and device == "cpu" and shape[-1] > 20:
+        pytest.skip("too large for the Triton interpreter")
+    x = randn(*shape, dtype=dtype, device=device, channels_last=channels_last, grad=True)
+    b, dy = randn(shape[1], dtype=dtype, device=device, grad=True), randn(*shape, dtype=dtype, device=device)
+    with gankernels.use_backend(backend):
+        dx, db = torch.autograd.grad(bias_act(x, b, act=act, clamp=5.0), (x, b), dy)
+    want_dx, want_db = torch.autograd.grad(reference(x.double(), b.double(), act=act, clamp=5.0), (x, b), dy.double())
+    assert_close(dx, want_dx.to(dtype), dtype)
+    atol, rtol = TOLERANCE[dtype]
+    assert torch.allclose(db.double(), want_db.double(), atol=atol * shape[0] * shape[2] * shape[3], rtol=rtol)
+
+
+@pytest.mark.parametrize("backend,device", CASES)
 def test_opcheck(backend, device):
     x, b = randn(2, 3, 4, 4, device=device, grad=True), randn(3, device=device, grad=True)
     torch.library.opcheck(torch.ops.gankernels.bias_act, (x, b, 1, "lrelu", 0.2, math.sqrt(2), 1.0, backend))
@@ -167,6 +188,9 @@ def test_opcheck(backend, device):
     torch.library.opcheck(op, (g, None, None, None, y, 1, "tanh", 0.0, 1.0, -1.0, backend, 1))
     torch.library.opcheck(op, (g, x.detach().clone(), None, None, y, 1, "tanh", 0.0, 1.0, 2.0, backend, 2))
     torch.library.opcheck(op, (g, None, x, b, None, 1, "swish", 0.0, 1.4, -1.0, backend, 1))
+    op = torch.ops.gankernels.bias_act_grad_db
+    torch.library.opcheck(op, (g, None, None, y, 1, "lrelu", 0.2, 1.4, 1.0, backend))
+    torch.library.opcheck(op, (g, x, b, None, 1, "swish", 0.0, 1.4, -1.0, backend))
 
 
 @pytest.mark.parametrize("backend,device", [c for c in CASES if (c[0] if isinstance(c, tuple) else None) != "triton"])

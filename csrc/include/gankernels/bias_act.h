@@ -25,6 +25,10 @@ struct BiasActArgs {
   int order = 0;  // 0 forward, 1 gradient, 2 derivative of the gradient with respect to the saved tensor
   double alpha = 0, gain = 1, clamp = -1;  // clamp < 0: none
   DType dtype = DType::f32;
+  // Order 1 only: when set, also the bias gradient, as one partial sum of `out` per (row, chunk) of each row of
+  // `step` elements (row r has channel r % size), in the compute type (double for f64, else float).
+  void* db_partial = nullptr;
+  int64_t db_chunks = 0;  // chunks per row, from bias_act_cuda_db_chunks
 };
 
 // What the gradient factor is a function of: 0 nothing (linear), 1 z = x + b (swish), 2 yy = y / gain.
@@ -109,5 +113,7 @@ void dispatch_activation(int act, F&& f) {
 // Kernel entry points. CPU: csrc/cpu/bias_act.cpp. CUDA: csrc/cuda/bias_act.cu (returns a cudaError_t as int).
 void bias_act_cpu(const BiasActArgs& args, int num_threads);
 int bias_act_cuda(const BiasActArgs& args, void* stream);
+// Chunks per row for the fused bias-gradient reduction of `args`, or 0 when it does not apply (rows too short).
+int64_t bias_act_cuda_db_chunks(const BiasActArgs& args);
 
 }  // namespace gankernels
