@@ -1,5 +1,7 @@
 """Drop-in nn.Modules on gankernels.ops, keeping torch's and NVlabs' parameter names."""
 
 from .bias_act import BiasAct, FusedLeakyReLU
+from .resample import Blur, Downsample2d, FIRFilter2d, Upsample2d
 
 __all__ = ["BiasAct", "FusedLeakyReLU"]
+__all__ += ["Upsample2d", "Downsample2d", "FIRFilter2d", "Blur"]

@@ -1,5 +1,7 @@
 """The public functional API. Each op validates its arguments, picks a backend and runs a torch custom op."""
 
 from .bias_act import bias_act, fused_leaky_relu
+from .upfirdn2d import downsample2d, filter2d, setup_filter, upfirdn2d, upsample2d
 
 __all__ = ["bias_act", "fused_leaky_relu"]
+__all__ += ["setup_filter", "upfirdn2d", "filter2d", "upsample2d", "downsample2d"]
