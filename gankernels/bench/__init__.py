@@ -21,7 +21,7 @@ import torch
 
 from .. import backend as _backend
 
-OPS = ("bias_act",)  # modules gankernels.bench.<op> that define cases(device, quick)
+OPS = ("bias_act", "upfirdn2d")  # modules gankernels.bench.<op> that define cases(device, quick)
 
 
 @dataclasses.dataclass
@@ -91,7 +91,7 @@ def copy_bandwidth(device: torch.device) -> float:
 
 def implementations(case: Case, device: torch.device) -> dict[str, tuple[str | None, Callable]]:
     """name -> (backend to force, callable(*inputs)) for eager, compile and every backend that runs `case` here."""
-    impls = {"eager": (None, case.eager), "compile": (None, torch.compile(case.eager))}
+    impls = {"eager": (None, case.eager), "compile": (None, torch.compile(case.eager, dynamic=False))}
     for name in case.backends:
         if _backend.why_unavailable(name, case.op, device.type) is None:
             impls[name] = (name, case.run)
@@ -100,6 +100,7 @@ def implementations(case: Case, device: torch.device) -> dict[str, tuple[str | N
 
 def run_case(case: Case, device: torch.device, reps: int = 20, only: tuple | None = None) -> list[dict]:
     """Times every implementation of `case` in one run; one row per implementation."""
+    torch._dynamo.reset()  # each case compiles afresh: no recompile limit, no shapes generalised across cases
     inputs = case.make_inputs()
     copy_bw = copy_bandwidth(device)
     rows, times = [], {}

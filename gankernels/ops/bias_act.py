@@ -16,6 +16,7 @@ from ..reference import bias_act as ref
 from ._common import (
     check_dim,
     check_float_tensor,
+    check_int,
     check_real,
     check_same,
     dense,
@@ -261,8 +262,11 @@ def _check_args(x, b, dim, act, alpha, gain, clamp):
         raise ValueError(f"act: unknown activation {act!r}; expected one of {sorted(ACTIVATIONS)}")
     if x.dim() == 0:
         raise ValueError("x must have at least one dimension")
-    dim = check_dim(dim, x.dim())
-    if b is not None:
+    if b is None:
+        check_int(dim, "dim")
+        dim = 0  # no bias: dim plays no part
+    else:
+        dim = check_dim(dim, x.dim())
         check_float_tensor(b, "b")
         if b.dim() != 1:
             raise ValueError(f"b must be 1-D of length x.shape[{dim}]={x.shape[dim]}, got shape {list(b.shape)}")
