@@ -53,6 +53,13 @@ def _triton_status() -> tuple[bool, str | None, bool]:
     return True, None, os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+# Facts about this process, fixed at import (TRITON_INTERPRET must be set before import anyway). Keeping them in
+# module constants makes resolution a few dict lookups: cheap per call and traceable by torch.compile.
+_TRITON_OK, _TRITON_WHY, _TRITON_INTERPRET = _triton_status()
+_HAS_CUDA_KERNELS = _C is not None and _C.has_cuda()
+_UNAVAILABLE: dict[tuple[str, str, str], str | None] = {}  # (backend, op, device type) -> reason or None
+
+
 def _torch_cuda():
     import torch
 
@@ -61,15 +68,21 @@ def _torch_cuda():
 
 def why_unavailable(name: str, op: str, device_type: str) -> str | None:
     """None when backend `name` can run `op` on tensors of `device_type`, else the reason it cannot."""
+    key = (name, op, device_type)
+    if key not in _UNAVAILABLE:
+        _UNAVAILABLE[key] = _why_unavailable(name, op, device_type)
+    return _UNAVAILABLE[key]
+
+
+def _why_unavailable(name: str, op: str, device_type: str) -> str | None:
     if name not in BACKENDS:
         return f"unknown backend {name!r}; expected one of {BACKENDS}"
     if name == "ref":
         return None
     if name == "triton":
-        ok, why, interp = _triton_status()
-        if not ok:
-            return why
-        if device_type == "cpu" and not interp:
+        if not _TRITON_OK:
+            return _TRITON_WHY
+        if device_type == "cpu" and not _TRITON_INTERPRET:
             return "triton runs on CPU tensors only with TRITON_INTERPRET=1 set before import"
         if device_type not in ("cpu", "cuda"):
             return f"triton does not run on {device_type} tensors"
@@ -81,7 +94,7 @@ def why_unavailable(name: str, op: str, device_type: str) -> str | None:
     if name == "cpu":
         return None if device_type == "cpu" else f"the cpu backend runs on CPU tensors, not {device_type}"
     # name == "cuda"
-    if not _C.has_cuda():
+    if not _HAS_CUDA_KERNELS:
         return "the extension was built without CUDA (torch without CUDA, or nvcc not found at build time)"
     return None if device_type == "cuda" else f"the cuda backend runs on CUDA tensors, not {device_type}"
 
@@ -94,18 +107,17 @@ def _check_name(name: str, arg: str) -> str:
 
 def _check_usable(name: str) -> None:
     """Refuse at once a backend that cannot run anywhere on this machine."""
-    if name in ("ref",):
+    if name == "ref":
         return
     if name == "triton":
-        ok, why, interp = _triton_status()
-        if not ok:
-            raise RuntimeError(f"backend 'triton' is unavailable: {why}")
-        if not interp and not _torch_cuda():
+        if not _TRITON_OK:
+            raise RuntimeError(f"backend 'triton' is unavailable: {_TRITON_WHY}")
+        if not _TRITON_INTERPRET and not _torch_cuda():
             raise RuntimeError("backend 'triton' is unavailable: no CUDA device, and TRITON_INTERPRET=1 is not set")
         return
     if _C is None:
         raise RuntimeError(f"backend {name!r} is unavailable: {_C_ERROR}")
-    if name == "cuda" and not _C.has_cuda():
+    if name == "cuda" and not _HAS_CUDA_KERNELS:
         raise RuntimeError("backend 'cuda' is unavailable: the extension was built without CUDA kernels")
 
 
@@ -154,11 +166,17 @@ def automatic(op: str, device_type: str) -> tuple[str, str]:
     return "ref", f"no kernels for {device_type} tensors"
 
 
+_AUTOMATIC: dict[tuple[str, str], str] = {}
+
+
 def resolve(op: str, device_type: str) -> str:
     """The backend that runs `op` on tensors of `device_type` now. Raises when a forced one cannot."""
-    forced = get_backend()
+    forced = _override if _override is not None else _env_override
     if forced is None:
-        return automatic(op, device_type)[0]
+        key = (op, device_type)
+        if key not in _AUTOMATIC:
+            _AUTOMATIC[key] = automatic(op, device_type)[0]
+        return _AUTOMATIC[key]
     why = why_unavailable(forced, op, device_type)
     if why is not None:
         raise RuntimeError(f"backend {forced!r} cannot run {op} on {device_type} tensors: {why}")

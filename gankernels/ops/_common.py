@@ -94,13 +94,20 @@ def inner_step(shape, fmt: torch.memory_format, dim: int) -> int:
 # Backends
 
 
+_KERNELS: dict[tuple[str, str], object] = {}
+
+
 def kernels(backend: str, op: str):
     """The module that holds `op`'s kernels on `backend`: gankernels._C or gankernels.triton.<op>."""
-    if backend in ("cpu", "cuda"):
-        return _backend.extension()
-    if backend == "triton":
-        return importlib.import_module(f"gankernels.triton.{op}")
-    raise RuntimeError(f"backend {backend!r} has no kernels for {op}")
+    key = (backend, op)
+    if key not in _KERNELS:
+        if backend in ("cpu", "cuda"):
+            _KERNELS[key] = _backend.extension()
+        elif backend == "triton":
+            _KERNELS[key] = importlib.import_module(f"gankernels.triton.{op}")
+        else:
+            raise RuntimeError(f"backend {backend!r} has no kernels for {op}")
+    return _KERNELS[key]
 
 
 def reduce_to(t: torch.Tensor, dim: int) -> torch.Tensor:
