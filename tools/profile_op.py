@@ -7,7 +7,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 import gankernels
-from gankernels.ops import bias_act, upsample2d, setup_filter
+from gankernels.ops import bias_act, setup_filter, upsample2d
 from gankernels.reference import bias_act as ref
 
 

@@ -47,8 +47,10 @@ cases = {
 }
 print(f"switch interval {sys.getswitchinterval()}, threads {threading.active_count()}")
 for name, fn in cases.items():
-    print("%-28s host %.3f ms/iter, wall %.3f" % (name, *host_ms(fn)))
+    h, w = host_ms(fn)
+    print(f"{name:<28} host {h:.3f} ms/iter, wall {w:.3f}")
 sys.setswitchinterval(1e-5)
 print("with sys.setswitchinterval(1e-5):")
 for name in ("autograd fwd+bwd", "trivial Function fwd+bwd"):
-    print("%-28s host %.3f ms/iter, wall %.3f" % (name, *host_ms(cases[name])))
+    h, w = host_ms(cases[name])
+    print(f"{name:<28} host {h:.3f} ms/iter, wall {w:.3f}")
