@@ -1,7 +1,9 @@
 """Drop-in nn.Modules on gankernels.ops, keeping torch's and NVlabs' parameter names."""
 
 from .bias_act import BiasAct, FusedLeakyReLU
+from .layers import Conv2dLayer, FullyConnectedLayer, SynthesisLayer, ToRGBLayer
 from .resample import Blur, Downsample2d, FIRFilter2d, Upsample2d
 
 __all__ = ["BiasAct", "FusedLeakyReLU"]
 __all__ += ["Upsample2d", "Downsample2d", "FIRFilter2d", "Blur"]
+__all__ += ["FullyConnectedLayer", "Conv2dLayer", "SynthesisLayer", "ToRGBLayer"]

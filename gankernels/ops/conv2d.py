@@ -1,0 +1,370 @@
+"""conv2d and conv_transpose2d differentiable to any order, the `no_weight_gradients` switch, and conv2d_resample.
+
+Two torch custom ops carry the work: `gankernels::conv2d` (a convolution or transposed convolution, by torch's
+kernels) and `gankernels::conv2d_weight_grad` (its weight gradient, by torch.ops.aten.convolution_backward with
+an output mask that asks for the weight only). Their autograd formulas are again these two ops:
+
+    y  = conv(x, w)                 dx = conv^T(dy, w)          dw = W(dy, x)
+    dW = W(dy, x) is bilinear:      d(dy) = conv(x, g)          dx = conv^T(dy, g)     (g = dL/d(dW))
+
+so gradients of every order (R1, WGAN-GP, path length) run on them, as NVlabs' conv2d_gradfix, on public
+PyTorch APIs only. While `no_weight_gradients()` is active the backward skips dw, so the inner autograd.grad of a
+penalty with respect to the images computes no weight gradient. Fake implementations run torch's own meta
+kernels, so torch.compile sees the exact shapes and strides. Inside compiled code the switch is ignored: the
+backward is traced once, ahead of time, and must stay correct whenever it runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import numbers
+
+import torch
+import torch.nn.functional as F
+
+from ..reference.conv2d import resample_padding
+from ._common import check_float_tensor, check_int, check_same
+from .upfirdn2d import _parse_padding, upfirdn2d
+
+# A global, not thread-local: the autograd engine runs the backward of CUDA tensors on threads of its own.
+_weight_gradients_disabled = False
+
+
+@contextlib.contextmanager
+def no_weight_gradients(disable=True):
+    """Context manager: while active (and `disable` is True), backward passes through gankernels' conv2d,
+    conv_transpose2d, conv2d_resample and modulated_conv2d compute no weight gradient (it is None).
+
+    Use it around the inner `torch.autograd.grad(..., images, create_graph=True)` of an R1 penalty, as NVlabs'
+    conv2d_gradfix.no_weight_gradients. It is read when the backward runs; a torch.compile'd graph traces its
+    backward ahead of time, so there the switch is ignored and weight gradients are always computed (never wrong).
+    """
+    global _weight_gradients_disabled
+    previous = _weight_gradients_disabled
+    if disable:
+        _weight_gradients_disabled = True
+    try:
+        yield
+    finally:
+        _weight_gradients_disabled = previous
+
+
+def weight_gradients_disabled() -> bool:
+    """Whether `no_weight_gradients()` is active."""
+    return _weight_gradients_disabled
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Custom ops
+
+
+def _conv(x, weight, bias, stride, padding, dilation, transposed, output_padding, groups):
+    if transposed:
+        return F.conv_transpose2d(x, weight, bias, stride, padding, output_padding, groups, dilation)
+    return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+
+
+@torch.library.custom_op("gankernels::conv2d", mutates_args=())
+def _conv2d_op(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: list[int],
+    padding: list[int],
+    dilation: list[int],
+    transposed: bool,
+    output_padding: list[int],
+    groups: int,
+) -> torch.Tensor:
+    return _conv(x, weight, bias, stride, padding, dilation, transposed, output_padding, groups)
+
+
+_conv2d_op.register_fake(_conv)  # torch's meta kernels: the exact output shape and memory format
+
+
+def _conv2d_setup(ctx, inputs, output):
+    x, weight = inputs[:2]
+    needs_x, needs_w = ctx.needs_input_grad[:2]
+    ctx.save_for_backward(x if needs_w else None, weight if needs_x or needs_w else None)
+    ctx.input_shape = x.shape
+    ctx.params = inputs[3:]
+
+
+def _conv2d_backward(ctx, dy):
+    x, weight = ctx.saved_tensors
+    needs = ctx.needs_input_grad
+    dx = dw = db = None
+    if needs[0]:
+        dx = _input_grad(dy, weight, ctx.input_shape, ctx.params)
+    if needs[1] and not (_weight_gradients_disabled and not torch.compiler.is_compiling()):
+        dw = _conv2d_weight_grad_op(dy, x, weight, *ctx.params)
+    if needs[2]:
+        db = dy.sum(dim=(0, 2, 3))
+    return dx, dw, db, None, None, None, None, None, None
+
+
+_conv2d_op.register_autograd(_conv2d_backward, setup_context=_conv2d_setup)
+
+
+def _input_grad(dy, weight, input_shape, params):
+    """dL/dx of y = conv(x, weight) given dy: the transposed convolution (of the transposed one: the plain one)."""
+    stride, padding, dilation, transposed, output_padding, groups = params
+    if not transposed:
+        # the output_padding that makes conv^T(dy) exactly as large as x (rows the strided conv never read)
+        extra = []
+        for i in range(2):
+            span = dilation[i] * (weight.shape[i + 2] - 1) + 1
+            extra.append(input_shape[i + 2] - ((dy.shape[i + 2] - 1) * stride[i] - 2 * padding[i] + span))
+        return _conv2d_op(dy, weight, None, stride, padding, dilation, True, extra, groups)
+    dx = _conv2d_op(dy, weight, None, stride, padding, dilation, False, [0, 0], groups)
+    if dx.shape[2] != input_shape[2] or dx.shape[3] != input_shape[3]:  # output_padding >= stride (dilation > stride)
+        dx = dx[:, :, : input_shape[2], : input_shape[3]]
+    return dx
+
+
+@torch.library.custom_op("gankernels::conv2d_weight_grad", mutates_args=())
+def _conv2d_weight_grad_op(
+    dy: torch.Tensor,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    stride: list[int],
+    padding: list[int],
+    dilation: list[int],
+    transposed: bool,
+    output_padding: list[int],
+    groups: int,
+) -> torch.Tensor:
+    """dL/dweight of y = conv(x, weight) given dy = dL/dy. `weight` gives the shape and layout, not values."""
+    mask = [False, True, False]
+    return torch.ops.aten.convolution_backward(
+        dy, x, weight, None, stride, padding, dilation, transposed, output_padding, groups, mask
+    )[1]
+
+
+@_conv2d_weight_grad_op.register_fake
+def _(dy, x, weight, stride, padding, dilation, transposed, output_padding, groups):
+    mask = [False, True, False]
+    return torch.ops.aten.convolution_backward(
+        dy, x, weight, None, stride, padding, dilation, transposed, output_padding, groups, mask
+    )[1]
+
+
+def _weight_grad_setup(ctx, inputs, output):
+    dy, x = inputs[:2]
+    needs_dy, needs_x = ctx.needs_input_grad[:2]
+    ctx.save_for_backward(dy if needs_x else None, x if needs_dy else None)
+    ctx.input_shape = x.shape
+    ctx.params = inputs[3:]
+
+
+def _weight_grad_backward(ctx, g):
+    dy, x = ctx.saved_tensors
+    needs = ctx.needs_input_grad
+    ddy = dx = None
+    if needs[0]:  # dW is linear in dy: d<g, W(dy, x)>/d(dy) = conv(x, g)
+        ddy = _conv2d_op(x, g, None, *ctx.params)
+    if needs[1]:  # and linear in x: d<g, W(dy, x)>/dx = conv^T(dy, g)
+        dx = _input_grad(dy, g, ctx.input_shape, ctx.params)
+    return ddy, dx, None, None, None, None, None, None, None
+
+
+_conv2d_weight_grad_op.register_autograd(_weight_grad_backward, setup_context=_weight_grad_setup)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Argument checks
+
+
+def _pair(v, name: str, minimum: int) -> list[int]:
+    if isinstance(v, numbers.Integral) and not isinstance(v, bool):
+        v = [v, v]
+    if not isinstance(v, (list, tuple, torch.Size)) or len(v) not in (1, 2):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}")
+    v = [check_int(e, name) for e in v] * (3 - len(v))
+    if min(v) < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {name}={v}")
+    return v[:2]
+
+
+def _check_input(x, name: str) -> tuple[torch.Tensor, bool]:
+    check_float_tensor(x, name)
+    if x.dim() not in (3, 4):
+        raise ValueError(f"{name} must be 4-D [N, C, H, W] (or 3-D [C, H, W]), got shape {list(x.shape)}")
+    return (x.unsqueeze(0), True) if x.dim() == 3 else (x, False)
+
+
+def _check_weight_bias(weight, bias, x, out_channels_dim: int, groups: int) -> None:
+    check_float_tensor(weight, "weight")
+    if weight.dim() != 4:
+        raise ValueError(f"weight must be 4-D [O, I, kh, kw], got shape {list(weight.shape)}")
+    check_same(weight, x, "weight", "input")
+    if weight.shape[0] % groups != 0:
+        raise ValueError(f"weight.shape[0]={weight.shape[0]} is not divisible by groups={groups}")
+    if bias is not None:
+        check_float_tensor(bias, "bias")
+        check_same(bias, x, "bias", "input")
+        out_channels = weight.shape[out_channels_dim] * (groups if out_channels_dim == 1 else 1)
+        if bias.dim() != 1 or bias.shape[0] != out_channels:
+            raise ValueError(f"bias must have shape [{out_channels}] (the output channels), got {list(bias.shape)}")
+
+
+def _check_groups(groups) -> int:
+    groups = check_int(groups, "groups")
+    if groups < 1:
+        raise ValueError(f"groups must be >= 1, got {groups}")
+    return groups
+
+
+def _check_output_size(x, weight, stride, padding, dilation) -> None:
+    for i in range(2):
+        span = dilation[i] * (weight.shape[i + 2] - 1) + 1
+        if x.shape[i + 2] + 2 * padding[i] < span:
+            raise ValueError(
+                f"input of size {list(x.shape[2:])} padded by {padding} is smaller than the dilated kernel "
+                f"{[dilation[j] * (weight.shape[j + 2] - 1) + 1 for j in range(2)]}; the output would be empty"
+            )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Public API
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """torch.nn.functional.conv2d, differentiable to any order, honouring no_weight_gradients().
+
+    input: [N, C, H, W] (or [C, H, W]); weight: [O, C // groups, kh, kw]; bias: [O] or None. stride, dilation:
+    int or (sy, sx), default 1; padding: int, (py, px) or "valid" / "same", default 0; groups default 1.
+    Returns [N, O, (H + 2 py - dy (kh - 1) - 1) // sy + 1, (W + 2 px - dx (kw - 1) - 1) // sx + 1].
+    """
+    x, unbatched = _check_input(input, "input")
+    groups = _check_groups(groups)
+    _check_weight_bias(weight, bias, x, 0, groups)
+    if x.shape[1] != weight.shape[1] * groups:
+        raise ValueError(
+            f"input has {x.shape[1]} channels but weight expects weight.shape[1] * groups = {weight.shape[1] * groups}"
+        )
+    stride = _pair(stride, "stride", 1)
+    dilation = _pair(dilation, "dilation", 1)
+    if isinstance(padding, str):
+        x, padding = _string_padding(x, weight, padding, stride, dilation)
+    padding = _pair(padding, "padding", 0)
+    _check_output_size(x, weight, stride, padding, dilation)
+    y = _conv2d_op(x, weight, bias, stride, padding, dilation, False, [0, 0], groups)
+    return y.squeeze(0) if unbatched else y
+
+
+def _string_padding(x, weight, padding: str, stride, dilation):
+    """padding "valid" (none) or "same" (output as large as the input; an odd total adds the extra row and column
+    at the end, as torch)."""
+    if padding == "valid":
+        return x, [0, 0]
+    if padding != "same":
+        raise ValueError(f"padding must be an int, a pair of ints, 'valid' or 'same', got {padding!r}")
+    if stride != [1, 1]:
+        raise ValueError(f"padding='same' needs stride 1, got stride={stride}")
+    total = [dilation[i] * (weight.shape[i + 2] - 1) for i in range(2)]
+    if total[0] % 2 or total[1] % 2:
+        x = F.pad(x, [0, total[1] % 2, 0, total[0] % 2])
+    return x, [total[0] // 2, total[1] // 2]
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """torch.nn.functional.conv_transpose2d, differentiable to any order, honouring no_weight_gradients().
+
+    input: [N, C, H, W] (or [C, H, W]); weight: [C, O // groups, kh, kw]; bias: [O] or None. stride, padding,
+    output_padding, dilation: int or (y, x), defaults 1, 0, 0, 1; output_padding < max(stride, dilation).
+    Returns [N, O, (H - 1) sy - 2 py + dy (kh - 1) + opy + 1, (W - 1) sx - 2 px + dx (kw - 1) + opx + 1].
+    """
+    x, unbatched = _check_input(input, "input")
+    groups = _check_groups(groups)
+    _check_weight_bias(weight, bias, x, 1, groups)
+    if x.shape[1] != weight.shape[0]:
+        raise ValueError(f"input has {x.shape[1]} channels but weight.shape[0] is {weight.shape[0]}")
+    stride = _pair(stride, "stride", 1)
+    padding = _pair(padding, "padding", 0)
+    output_padding = _pair(output_padding, "output_padding", 0)
+    dilation = _pair(dilation, "dilation", 1)
+    for i in range(2):
+        if output_padding[i] >= max(stride[i], dilation[i]):
+            raise ValueError(f"output_padding={output_padding} must be smaller than stride or dilation")
+        size = (x.shape[i + 2] - 1) * stride[i] - 2 * padding[i] + dilation[i] * (weight.shape[i + 2] - 1)
+        if size + output_padding[i] + 1 < 1:
+            raise ValueError(f"padding={padding} leaves an empty output for an input of size {list(x.shape[2:])}")
+    y = _conv2d_op(x, weight, bias, stride, padding, dilation, True, output_padding, groups)
+    return y.squeeze(0) if unbatched else y
+
+
+def _conv2d_wrapper(x, w, stride=1, padding=0, groups=1, transpose=False, flip_weight=True):
+    if not flip_weight and (w.shape[2] > 1 or w.shape[3] > 1):  # conv2d correlates; convolving flips the kernel
+        w = w.flip([2, 3])
+    if transpose:
+        return conv_transpose2d(x, w, stride=stride, padding=padding, groups=groups)
+    return conv2d(x, w, stride=stride, padding=padding, groups=groups)
+
+
+def _check_resample_args(x, w, f, up, down, groups):
+    check_float_tensor(x, "x")
+    if x.dim() != 4:
+        raise ValueError(f"x must be 4-D [N, C, H, W], got shape {list(x.shape)}")
+    check_float_tensor(w, "w")
+    if w.dim() != 4:
+        raise ValueError(f"w must be 4-D [O, C // groups, kh, kw], got shape {list(w.shape)}")
+    check_same(w, x, "w", "x")
+    if f is not None:
+        check_float_tensor(f, "f")
+        if f.dim() not in (1, 2) or f.numel() == 0:
+            raise ValueError(f"f must be a non-empty 1-D (separable) or 2-D filter, got shape {list(f.shape)}")
+    for name, v in (("up", up), ("down", down)):
+        if check_int(v, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {v}")
+    groups = _check_groups(groups)
+    if x.shape[1] != w.shape[1] * groups or w.shape[0] % groups != 0:
+        raise ValueError(
+            f"x has {x.shape[1]} channels but w of shape {list(w.shape)} with groups={groups} expects "
+            f"{w.shape[1] * groups} (and w.shape[0] divisible by groups)"
+        )
+    return int(up), int(down), groups
+
+
+def conv2d_resample(x, w, f=None, up=1, down=1, padding=0, groups=1, flip_weight=True, flip_filter=False):
+    """2-D convolution with FIR up/downsampling (NVlabs' conv2d_resample), padding applied once at the start.
+
+    x: [N, C, H, W]; w: [O, C // groups, kh, kw], x's dtype; f: FIR filter from setup_filter (None: identity).
+    up, down: int factors (default 1); padding: int, [x, y] or [x0, x1, y0, y1] with respect to the upsampled
+    image (default 0); groups default 1. flip_weight True correlates (as torch's conv2d), False convolves;
+    flip_filter likewise for f (default False: convolve). Returns [N, O, H', W'], as
+    gankernels.reference.conv2d.conv2d_resample, through the fast paths: the FIR filter before a strided conv
+    when downsampling, a strided transposed conv then the filter when upsampling, 1x1 kernels resampled on the
+    smaller side. Differentiable to any order; honours no_weight_gradients().
+    """
+    up, down, groups = _check_resample_args(x, w, f, up, down, groups)
+    out_channels, in_channels_per_group, kh, kw = w.shape
+    px0, px1, py0, py1 = resample_padding(f, up, down, _parse_padding(padding))
+
+    if kw == 1 and kh == 1 and down > 1 and up == 1:  # 1x1, down only: downsample first, convolve fewer pixels
+        x = upfirdn2d(x, f, down=down, padding=[px0, px1, py0, py1], flip_filter=flip_filter)
+        return _conv2d_wrapper(x, w, groups=groups, flip_weight=flip_weight)
+    if kw == 1 and kh == 1 and up > 1 and down == 1:  # 1x1, up only: convolve first, upsample fewer channels
+        x = _conv2d_wrapper(x, w, groups=groups, flip_weight=flip_weight)
+        return upfirdn2d(x, f, up=up, padding=[px0, px1, py0, py1], gain=up**2, flip_filter=flip_filter)
+    if down > 1 and up == 1:  # down only: filter, then a strided conv
+        x = upfirdn2d(x, f, padding=[px0, px1, py0, py1], flip_filter=flip_filter)
+        return _conv2d_wrapper(x, w, stride=down, groups=groups, flip_weight=flip_weight)
+    if up > 1:  # up (and maybe down): a strided transposed conv, then the filter
+        if groups == 1:
+            w = w.transpose(0, 1)
+        else:
+            w = w.reshape(groups, out_channels // groups, in_channels_per_group, kh, kw).transpose(1, 2)
+            w = w.reshape(groups * in_channels_per_group, out_channels // groups, kh, kw)
+        px0, px1, py0, py1 = px0 - (kw - 1), px1 - (kw - up), py0 - (kh - 1), py1 - (kh - up)
+        pxt, pyt = max(min(-px0, -px1), 0), max(min(-py0, -py1), 0)
+        x = _conv2d_wrapper(x, w, stride=up, padding=[pyt, pxt], groups=groups, transpose=True,
+                            flip_weight=not flip_weight)  # fmt: skip
+        x = upfirdn2d(x, f, padding=[px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt], gain=up**2, flip_filter=flip_filter)
+        if down > 1:
+            x = upfirdn2d(x, f, down=down, flip_filter=flip_filter)
+        return x
+    if px0 == px1 and py0 == py1 and px0 >= 0 and py0 >= 0:  # no resampling, symmetric padding: one conv
+        return _conv2d_wrapper(x, w, padding=[py0, px0], groups=groups, flip_weight=flip_weight)
+    x = upfirdn2d(x, None, padding=[px0, px1, py0, py1], flip_filter=flip_filter)  # asymmetric or negative padding
+    return _conv2d_wrapper(x, w, groups=groups, flip_weight=flip_weight)
