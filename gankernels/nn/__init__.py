@@ -4,6 +4,15 @@ from .bias_act import BiasAct, FusedLeakyReLU
 from .layers import Conv2dLayer, FullyConnectedLayer, SynthesisLayer, ToRGBLayer
 from .resample import Blur, Downsample2d, FIRFilter2d, Upsample2d
 
-__all__ = ["BiasAct", "FusedLeakyReLU"]
-__all__ += ["Upsample2d", "Downsample2d", "FIRFilter2d", "Blur"]
-__all__ += ["FullyConnectedLayer", "Conv2dLayer", "SynthesisLayer", "ToRGBLayer"]
+__all__ = [
+    "BiasAct",
+    "FusedLeakyReLU",
+    "Upsample2d",
+    "Downsample2d",
+    "FIRFilter2d",
+    "Blur",
+    "FullyConnectedLayer",
+    "Conv2dLayer",
+    "SynthesisLayer",
+    "ToRGBLayer",
+]

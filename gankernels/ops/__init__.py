@@ -5,6 +5,17 @@ from .conv2d import conv2d, conv2d_resample, conv_transpose2d, no_weight_gradien
 from .modulated_conv2d import modulated_conv2d
 from .upfirdn2d import downsample2d, filter2d, setup_filter, upfirdn2d, upsample2d
 
-__all__ = ["bias_act", "fused_leaky_relu"]
-__all__ += ["setup_filter", "upfirdn2d", "filter2d", "upsample2d", "downsample2d"]
-__all__ += ["conv2d", "conv_transpose2d", "conv2d_resample", "no_weight_gradients", "modulated_conv2d"]
+__all__ = [
+    "bias_act",
+    "fused_leaky_relu",
+    "setup_filter",
+    "upfirdn2d",
+    "filter2d",
+    "upsample2d",
+    "downsample2d",
+    "conv2d",
+    "conv_transpose2d",
+    "conv2d_resample",
+    "no_weight_gradients",
+    "modulated_conv2d",
+]
