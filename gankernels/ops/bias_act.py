@@ -1,9 +1,11 @@
 """Fused bias + activation + gain + clamp, differentiable to second order on every backend.
 
-Two torch custom ops carry the work: `gankernels::bias_act` (forward) and `gankernels::bias_act_grad` (the
-gradient, order 1, and the derivative of that gradient, order 2). Each has a fake implementation for
-torch.compile and its own autograd formula, so the backward of bias_act is itself differentiable and the
-double backward of R1 / WGAN-GP / path length runs on the same fused kernels. Third-order gradients are exact
+Three torch custom ops carry the work: `gankernels::bias_act` (forward), `gankernels::bias_act_grad` (the
+gradient, order 1, and the derivative of that gradient, order 2) and `gankernels::bias_act_grad_db` (the
+gradient with the bias gradient). Each has a fake implementation for torch.compile and its own autograd formula,
+so the backward of bias_act is itself differentiable and the double backward of R1 / WGAN-GP / path length runs
+on the same fused kernels. Eager calls run the same impl / setup / backward through torch.autograd.Functions
+(see _common.eager_function: less host time per call). Third-order gradients are exact
 too, through the reference formulas (no fused kernel for them).
 """
 
@@ -14,12 +16,14 @@ import torch
 from .. import backend as _backend
 from ..reference import bias_act as ref
 from ._common import (
+    call,
     check_dim,
     check_float_tensor,
     check_int,
     check_real,
     check_same,
     dense,
+    eager_function,
     inner_step,
     kernels,
     memory_format,
@@ -41,8 +45,7 @@ def _empty_like(t: torch.Tensor) -> torch.Tensor:
 # Forward op
 
 
-@torch.library.custom_op("gankernels::bias_act", mutates_args=())
-def _bias_act_op(
+def _bias_act_impl(
     x: torch.Tensor,
     b: torch.Tensor | None,
     dim: int,
@@ -59,6 +62,9 @@ def _bias_act_op(
         b = None if b is None else b.contiguous()
         kernels(backend, "bias_act").bias_act_forward(x, b, y, step, size, act_index, alpha, gain, clamp)
     return y
+
+
+_bias_act_op = torch.library.custom_op("gankernels::bias_act", _bias_act_impl, mutates_args=())
 
 
 @_bias_act_op.register_fake
@@ -79,13 +85,14 @@ def _bias_act_backward(ctx, dy):
     xs, bs, ys = ctx.saved_tensors
     dx = db = None
     if ctx.needs_input_grad[1]:
-        dx, db = _bias_act_grad_db_op(dense(dy), xs, bs, ys, *ctx.params)
+        dx, db = call(_bias_act_grad_db_op, _BiasActGradDbFn, dense(dy), xs, bs, ys, *ctx.params, ctx=ctx)
     elif ctx.needs_input_grad[0]:
-        dx = _grad(dy, None, xs, bs, ys, *ctx.params, order=1)
+        dx = _grad(dy, None, xs, bs, ys, *ctx.params, order=1, ctx=ctx)
     return (dx if ctx.needs_input_grad[0] else None), db, None, None, None, None, None, None
 
 
 _bias_act_op.register_autograd(_bias_act_backward, setup_context=_bias_act_setup)
+_BiasActFn = eager_function("_BiasActFn", _bias_act_impl, _bias_act_setup, _bias_act_backward)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -108,8 +115,7 @@ def _run_grad(g, m, x, b, y, dim, act, alpha, gain, clamp, backend, order, want_
     return out, partial
 
 
-@torch.library.custom_op("gankernels::bias_act_grad", mutates_args=())
-def _bias_act_grad_op(
+def _bias_act_grad_impl(
     g: torch.Tensor,
     m: torch.Tensor | None,
     x: torch.Tensor | None,
@@ -126,6 +132,9 @@ def _bias_act_grad_op(
     return _run_grad(g, m, x, b, y, dim, act, alpha, gain, clamp, backend, order, False)[0]
 
 
+_bias_act_grad_op = torch.library.custom_op("gankernels::bias_act_grad", _bias_act_grad_impl, mutates_args=())
+
+
 def _lead(g, x, y):
     """The tensor whose memory layout the gradient takes: the saved one, so that it is never copied."""
     return y if y is not None else x if x is not None else g
@@ -136,11 +145,11 @@ def _(g, m, x, b, y, dim, act, alpha, gain, clamp, backend, order):
     return _empty_like(_lead(g, x, y))
 
 
-def _grad(g, m, x, b, y, dim, act, alpha, gain, clamp, backend, order):
+def _grad(g, m, x, b, y, dim, act, alpha, gain, clamp, backend, order, ctx):
     spec = ACTIVATIONS[act]
     if order == 2 and not spec.has_2nd_grad:
         return None  # identically zero
-    return _bias_act_grad_op(g, m, x, b, y, dim, act, alpha, gain, clamp, backend, order)
+    return call(_bias_act_grad_op, _BiasActGradFn, g, m, x, b, y, dim, act, alpha, gain, clamp, backend, order, ctx=ctx)
 
 
 def _bias_act_grad_setup(ctx, inputs, output):
@@ -152,25 +161,25 @@ def _bias_act_grad_setup(ctx, inputs, output):
 
 def _bias_act_grad_backward(ctx, go):
     g, m, x, b, y = ctx.saved_tensors
-    grads = _grad_of_grad(go, g, m, x, b, y, ctx.params, ctx.order, ctx.needs_input_grad[:5])
+    grads = _grad_of_grad(go, g, m, x, b, y, ctx.params, ctx.order, ctx.needs_input_grad[:5], ctx)
     return (*grads, None, None, None, None, None, None, None)
 
 
-def _grad_of_grad(go, g, m, x, b, y, params, order, needs):
+def _grad_of_grad(go, g, m, x, b, y, params, order, needs, ctx):
     """Gradients (dg, dm, dx, db, dy) of out = g * m * K(saved) * mask, given go = dL/d(out)."""
     dim, act, alpha, gain, clamp, backend = params
     spec = ACTIVATIONS[act]
     dg = dm = dx = db = dy = None
     # The op is linear in g and in m.
     if needs[0]:
-        dg = _grad(go, m, x, b, y, *params, order=order)
+        dg = _grad(go, m, x, b, y, *params, order=order, ctx=ctx)
     if m is not None and needs[1]:
-        dm = _grad(go, g, x, b, y, *params, order=order)
+        dm = _grad(go, g, x, b, y, *params, order=order, ctx=ctx)
     ref_needs = (needs[2] or needs[3]) if spec.ref == "x" else needs[4] if spec.ref == "y" else False
     if ref_needs:
         gm = g if m is None else g * m
         if order == 1:
-            dref = _grad(go, gm, x, b, y, *params, order=2)
+            dref = _grad(go, gm, x, b, y, *params, order=2, ctx=ctx)
         else:
             dref = _third_order(go, g, m, x, b, y, dim, act, alpha, gain, clamp)
         if spec.ref == "x":
@@ -197,6 +206,7 @@ def _third_order(go, g, m, x, b, y, dim, act, alpha, gain, clamp):
 
 
 _bias_act_grad_op.register_autograd(_bias_act_grad_backward, setup_context=_bias_act_grad_setup)
+_BiasActGradFn = eager_function("_BiasActGradFn", _bias_act_grad_impl, _bias_act_grad_setup, _bias_act_grad_backward)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -204,8 +214,7 @@ _bias_act_grad_op.register_autograd(_bias_act_grad_backward, setup_context=_bias
 # fuses the reduction into the same pass (NCHW rows); elsewhere it is a separate sum.
 
 
-@torch.library.custom_op("gankernels::bias_act_grad_db", mutates_args=())
-def _bias_act_grad_db_op(
+def _bias_act_grad_db_impl(
     g: torch.Tensor,
     x: torch.Tensor | None,
     b: torch.Tensor | None,
@@ -220,6 +229,9 @@ def _bias_act_grad_db_op(
     dx, partial = _run_grad(g, None, x, b, y, dim, act, alpha, gain, clamp, backend, 1, True)
     db = reduce_to(dx, dim) if partial is None else partial.sum(dim=(0, 2)).to(dx.dtype)
     return dx, db
+
+
+_bias_act_grad_db_op = torch.library.custom_op("gankernels::bias_act_grad_db", _bias_act_grad_db_impl, mutates_args=())
 
 
 @_bias_act_grad_db_op.register_fake
@@ -243,11 +255,14 @@ def _bias_act_grad_db_backward(ctx, gdx, gdb):
     if go is None:
         return None, None, None, None, None, None, None, None, None, None
     n = ctx.needs_input_grad
-    dg, _, dx, db, dy = _grad_of_grad(go, g, None, x, b, y, ctx.params, 1, (n[0], False, n[1], n[2], n[3]))
+    dg, _, dx, db, dy = _grad_of_grad(go, g, None, x, b, y, ctx.params, 1, (n[0], False, n[1], n[2], n[3]), ctx)
     return dg, dx, db, dy, None, None, None, None, None, None
 
 
 _bias_act_grad_db_op.register_autograd(_bias_act_grad_db_backward, setup_context=_bias_act_grad_db_setup)
+_BiasActGradDbFn = eager_function(
+    "_BiasActGradDbFn", _bias_act_grad_db_impl, _bias_act_grad_db_setup, _bias_act_grad_db_backward
+)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -297,7 +312,7 @@ def bias_act(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None):
     name = _backend.resolve("bias_act", x.device.type)
     if name == "ref":
         return ref.bias_act(x, b, dim, act, alpha, gain, clamp)
-    return _bias_act_op(dense(x), b, dim, act, alpha, gain, clamp, name)
+    return call(_bias_act_op, _BiasActFn, dense(x), b, dim, act, alpha, gain, clamp, name)
 
 
 def fused_leaky_relu(x, bias=None, negative_slope=0.2, scale=2**0.5):

@@ -16,7 +16,17 @@ import torch
 from .. import backend as _backend
 from ..reference import upfirdn2d as ref
 from ..reference.upfirdn2d import CPU
-from ._common import check_float_tensor, check_int, check_real, check_same, dense, kernels, memory_format
+from ._common import (
+    call,
+    check_float_tensor,
+    check_int,
+    check_real,
+    check_same,
+    dense,
+    eager_function,
+    kernels,
+    memory_format,
+)
 
 # ----------------------------------------------------------------------------------------------------------------
 # Custom op
@@ -36,8 +46,7 @@ def _empty(x: torch.Tensor, shape) -> torch.Tensor:
     return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=memory_format(x))
 
 
-@torch.library.custom_op("gankernels::upfirdn2d", mutates_args=())
-def _upfirdn2d_op(
+def _upfirdn2d_impl(
     x: torch.Tensor,
     f: torch.Tensor,
     upx: int,
@@ -68,6 +77,9 @@ def _upfirdn2d_op(
     return out
 
 
+_upfirdn2d_op = torch.library.custom_op("gankernels::upfirdn2d", _upfirdn2d_impl, mutates_args=())
+
+
 @_upfirdn2d_op.register_fake
 def _(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1, flip, gain, backend):
     return _empty(x, _out_shape(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1))
@@ -94,11 +106,12 @@ def _upfirdn2d_backward(ctx, dy):
             fh - pady0 - 1,
             ih * upy - oh * downy + pady0 - upy + 1,
         ]
-        dx = _upfirdn2d_op(dy, f, downx, downy, upx, upy, *p, not flip, gain, backend)
+        dx = call(_upfirdn2d_op, _Upfirdn2dFn, dy, f, downx, downy, upx, upy, *p, not flip, gain, backend, ctx=ctx)
     return (dx,) + (None,) * 12
 
 
 _upfirdn2d_op.register_autograd(_upfirdn2d_backward, setup_context=_upfirdn2d_setup)
+_Upfirdn2dFn = eager_function("_Upfirdn2dFn", _upfirdn2d_impl, _upfirdn2d_setup, _upfirdn2d_backward)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -207,8 +220,8 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1):
     name = _backend.resolve("upfirdn2d", x.device.type)
     if name == "ref":
         return ref.upfirdn2d(x, f, [upx, upy], [downx, downy], [padx0, padx1, pady0, pady1], bool(flip_filter), gain)
-    return _upfirdn2d_op(dense(x), f, upx, upy, downx, downy, padx0, padx1, pady0, pady1, bool(flip_filter), gain,
-                         name)  # fmt: skip
+    args = (upx, upy, downx, downy, padx0, padx1, pady0, pady1, bool(flip_filter), gain, name)
+    return call(_upfirdn2d_op, _Upfirdn2dFn, dense(x), f, *args)
 
 
 def filter2d(x, f, padding=0, flip_filter=False, gain=1):

@@ -310,6 +310,19 @@ def test_opcheck(backend, device):
         torch.library.opcheck(_upfirdn2d_op, args)
 
 
+@pytest.mark.parametrize("backend,device", TARGETS)
+def test_registered_autograd_of_the_custom_op(backend, device):
+    """Eager calls run an autograd.Function; torch.compile sees the custom op and its registered autograd."""
+    x = _x([1, 2, 5, 4], device).requires_grad_(True)
+    f = _filter([3, 4], device)
+
+    def fn(x):
+        return torch.ops.gankernels.upfirdn2d(x, f, 2, 1, 1, 2, 1, 2, 2, 1, False, 1.5, backend)
+
+    assert torch.autograd.gradcheck(fn, (x,))
+    assert torch.autograd.gradgradcheck(fn, (x,))
+
+
 @pytest.mark.parametrize("backend", COMPILE_BACKENDS)
 def test_compile_fullgraph(backend):
     torch._dynamo.reset()
