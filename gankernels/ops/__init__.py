@@ -3,6 +3,14 @@
 from .bias_act import bias_act, fused_leaky_relu
 from .conv2d import conv2d, conv2d_resample, conv_transpose2d, no_weight_gradients
 from .modulated_conv2d import modulated_conv2d
+from .penalties import (
+    LazyRegularization,
+    gradient_penalty,
+    path_length_penalty,
+    r1_penalty,
+    wgan_gp_interpolate,
+    wgan_gp_penalty,
+)
 from .upfirdn2d import downsample2d, filter2d, setup_filter, upfirdn2d, upsample2d
 
 __all__ = [
@@ -18,4 +26,10 @@ __all__ = [
     "conv2d_resample",
     "no_weight_gradients",
     "modulated_conv2d",
+    "wgan_gp_penalty",
+    "wgan_gp_interpolate",
+    "gradient_penalty",
+    "r1_penalty",
+    "path_length_penalty",
+    "LazyRegularization",
 ]

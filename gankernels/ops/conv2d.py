@@ -36,7 +36,10 @@ def no_weight_gradients(disable=True):
     conv_transpose2d, conv2d_resample and modulated_conv2d compute no weight gradient (it is None).
 
     Use it around the inner `torch.autograd.grad(..., images, create_graph=True)` of an R1 penalty, as NVlabs'
-    conv2d_gradfix.no_weight_gradients. It is read when the backward runs; a torch.compile'd graph traces its
+    conv2d_gradfix.no_weight_gradients. Only where every conv weight is a parameter (or a view of one): a weight
+    computed from the tensor being differentiated (modulated_conv2d with fused_modconv=True, whose per-sample
+    weights depend on the styles) would lose that path, so path length on such layers needs it off
+    (gankernels.ops.path_length_penalty(..., no_weight_grad=False)), as NVlabs' pl_no_weight_grad. It is read when the backward runs; a torch.compile'd graph traces its
     backward ahead of time, so there the switch is ignored and weight gradients are always computed (never wrong).
     """
     global _weight_gradients_disabled
