@@ -39,8 +39,9 @@ def no_weight_gradients(disable=True):
     conv2d_gradfix.no_weight_gradients. Only where every conv weight is a parameter (or a view of one): a weight
     computed from the tensor being differentiated (modulated_conv2d with fused_modconv=True, whose per-sample
     weights depend on the styles) would lose that path, so path length on such layers needs it off
-    (gankernels.ops.path_length_penalty(..., no_weight_grad=False)), as NVlabs' pl_no_weight_grad. It is read when the backward runs; a torch.compile'd graph traces its
-    backward ahead of time, so there the switch is ignored and weight gradients are always computed (never wrong).
+    (gankernels.ops.path_length_penalty(..., no_weight_grad=False)), as NVlabs' pl_no_weight_grad.
+    It is read when the backward runs; a torch.compile'd graph traces its backward ahead of time, so there the
+    switch is ignored and weight gradients are always computed (never wrong).
     """
     global _weight_gradients_disabled
     previous = _weight_gradients_disabled
