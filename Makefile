@@ -42,7 +42,7 @@ gpu-check:
 	mkdir -p $(OUT)
 	$(PY) -m pip install --disable-pip-version-check -q -e . --no-build-isolation --no-deps
 	$(PY) -m gankernels info | tee $(OUT)/info.txt
-	$(PY) -m pytest tests -q -x -p no:cacheprovider 2>&1 | tee $(OUT)/tests.txt
+	-$(PY) -m pytest tests -q -p no:cacheprovider 2>&1 | tee $(OUT)/tests.txt
 	$(PY) -m gankernels bench --json $(OUT)/results.json 2>&1 | tee $(OUT)/bench.txt
 
 lint:
