@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <type_traits>
 
+#include "common.h"
 #include "gankernels/bias_act.h"
 
 namespace gankernels {
@@ -104,12 +105,7 @@ void run(const BiasActArgs& p, int num_threads) {
 }  // namespace
 
 void bias_act_cpu(const BiasActArgs& p, int num_threads) {
-  switch (p.dtype) {
-    case DType::f32: run<float>(p, num_threads); break;
-    case DType::f64: run<double>(p, num_threads); break;
-    case DType::f16: run<c10::Half>(p, num_threads); break;
-    case DType::bf16: run<c10::BFloat16>(p, num_threads); break;
-  }
+  cpu::dispatch_dtype(p.dtype, [&](auto t) { run<decltype(t)>(p, num_threads); });
 }
 
 }  // namespace gankernels

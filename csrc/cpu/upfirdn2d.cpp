@@ -17,6 +17,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "common.h"
 #include "gankernels/upfirdn2d.h"
 
 namespace gankernels {
@@ -316,12 +317,7 @@ void run(const Upfirdn2dArgs& p, int num_threads) {
 }  // namespace
 
 void upfirdn2d_cpu(const Upfirdn2dArgs& p, int num_threads) {
-  switch (p.dtype) {
-    case DType::f32: run<float>(p, num_threads); break;
-    case DType::f64: run<double>(p, num_threads); break;
-    case DType::f16: run<c10::Half>(p, num_threads); break;
-    case DType::bf16: run<c10::BFloat16>(p, num_threads); break;
-  }
+  cpu::dispatch_dtype(p.dtype, [&](auto t) { run<decltype(t)>(p, num_threads); });
 }
 
 }  // namespace gankernels

@@ -193,24 +193,13 @@ cudaError_t run(const BiasActArgs& p, cudaStream_t stream) {
 }  // namespace cuda
 
 int bias_act_cuda(const BiasActArgs& p, void* stream) {
-  auto s = static_cast<cudaStream_t>(stream);
-  switch (p.dtype) {
-    case DType::f32: return cuda::run<float>(p, s);
-    case DType::f64: return cuda::run<double>(p, s);
-    case DType::f16: return cuda::run<__half>(p, s);
-    case DType::bf16: return cuda::run<__nv_bfloat16>(p, s);
-  }
-  return static_cast<int>(cudaErrorInvalidValue);
+  return cuda::dispatch_dtype(p.dtype, [&](auto t) {
+    return static_cast<int>(cuda::run<decltype(t)>(p, static_cast<cudaStream_t>(stream)));
+  });
 }
 
 int64_t bias_act_cuda_db_chunks(const BiasActArgs& p) {
-  switch (p.dtype) {
-    case DType::f32: return cuda::db_chunks<float>(p);
-    case DType::f64: return cuda::db_chunks<double>(p);
-    case DType::f16: return cuda::db_chunks<__half>(p);
-    case DType::bf16: return cuda::db_chunks<__nv_bfloat16>(p);
-  }
-  return 0;
+  return cuda::dispatch_dtype(p.dtype, [&](auto t) { return cuda::db_chunks<decltype(t)>(p); });
 }
 
 }  // namespace gankernels

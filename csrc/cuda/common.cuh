@@ -43,6 +43,17 @@ __device__ __forceinline__ void store_pack(T* p, int64_t i, const Pack<T, VEC>& 
   *reinterpret_cast<Pack<T, VEC>*>(p + i) = v;
 }
 
+// Calls f(T{}) with T the CUDA storage type of `dtype` (float, double, __half, __nv_bfloat16); returns its result.
+template <typename F>
+auto dispatch_dtype(DType dtype, F&& f) {
+  switch (dtype) {
+    case DType::f64: return f(double{});
+    case DType::f16: return f(__half{});
+    case DType::bf16: return f(__nv_bfloat16{});
+    default: return f(float{});
+  }
+}
+
 inline bool aligned_to(const void* p, int bytes) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
 // Blocks of `threads` threads for `work` items in a grid-stride loop: enough to fill any GPU, not more.

@@ -401,14 +401,9 @@ cudaError_t run(const Upfirdn2dArgs& p, cudaStream_t stream) {
 }  // namespace cuda
 
 int upfirdn2d_cuda(const Upfirdn2dArgs& p, void* stream) {
-  auto s = static_cast<cudaStream_t>(stream);
-  switch (p.dtype) {
-    case DType::f32: return cuda::run<float>(p, s);
-    case DType::f64: return cuda::run<double>(p, s);
-    case DType::f16: return cuda::run<__half>(p, s);
-    case DType::bf16: return cuda::run<__nv_bfloat16>(p, s);
-  }
-  return static_cast<int>(cudaErrorInvalidValue);
+  return cuda::dispatch_dtype(p.dtype, [&](auto t) {
+    return static_cast<int>(cuda::run<decltype(t)>(p, static_cast<cudaStream_t>(stream)));
+  });
 }
 
 }  // namespace gankernels

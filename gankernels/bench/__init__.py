@@ -124,6 +124,18 @@ def run_case(case: Case, device: torch.device, reps: int = 20, only: tuple | Non
     return rows
 
 
+DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+
+
+def sizes(device: torch.device, quick: bool, gpu_shapes, cpu_shapes, quick_shapes) -> tuple[list, list]:
+    """(shapes, dtypes) of an op's cases: fp32/fp16/bf16 at the GPU shapes on CUDA, fp32 on CPU, tiny when quick."""
+    if quick:
+        return quick_shapes, [torch.float32]
+    if device.type == "cuda":
+        return gpu_shapes, [torch.float32, torch.float16, torch.bfloat16]
+    return cpu_shapes, [torch.float32]
+
+
 def cases(op: str, device: torch.device, quick: bool = False) -> list[Case]:
     return importlib.import_module(f"gankernels.bench.{op}").cases(device, quick)
 

@@ -6,12 +6,11 @@ import torch
 
 from ..ops import bias_act
 from ..reference import bias_act as ref
-from . import Case
+from . import DTYPE_NAMES, Case, sizes
 
 GPU_SHAPES = [(32, 512, 32, 32), (8, 64, 256, 256)]
 CPU_SHAPES = [(16, 256, 64, 64)]
 QUICK_SHAPES = [(2, 8, 8, 8)]
-DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 GAIN, CLAMP = 2**0.5, 256.0
 
 
@@ -33,12 +32,7 @@ def _ours_fwd_bwd(x, b, dy):
 
 
 def cases(device: torch.device, quick: bool = False) -> list[Case]:
-    if quick:
-        shapes, dtypes = QUICK_SHAPES, [torch.float32]
-    elif device.type == "cuda":
-        shapes, dtypes = GPU_SHAPES, [torch.float32, torch.float16, torch.bfloat16]
-    else:
-        shapes, dtypes = CPU_SHAPES, [torch.float32]
+    shapes, dtypes = sizes(device, quick, GPU_SHAPES, CPU_SHAPES, QUICK_SHAPES)
     out = []
     for shape in shapes:
         for dtype in dtypes:

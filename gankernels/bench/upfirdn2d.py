@@ -7,12 +7,11 @@ import torch
 
 from ..ops import downsample2d, filter2d, setup_filter, upsample2d
 from ..reference import upfirdn2d as ref
-from . import Case
+from . import DTYPE_NAMES, Case, sizes
 
 GPU_SHAPES = [(32, 128, 128, 128), (32, 512, 16, 16)]
 CPU_SHAPES = [(8, 64, 64, 64)]
 QUICK_SHAPES = [(2, 4, 8, 8)]
-DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 KINDS = {  # name: (ours, eager, output elements per input element)
     "upsample2d": (upsample2d, ref.upsample2d, 4.0),
     "downsample2d": (downsample2d, ref.downsample2d, 0.25),
@@ -21,12 +20,7 @@ KINDS = {  # name: (ours, eager, output elements per input element)
 
 
 def cases(device: torch.device, quick: bool = False) -> list[Case]:
-    if quick:
-        shapes, dtypes = QUICK_SHAPES, [torch.float32]
-    elif device.type == "cuda":
-        shapes, dtypes = GPU_SHAPES, [torch.float32, torch.float16, torch.bfloat16]
-    else:
-        shapes, dtypes = CPU_SHAPES, [torch.float32]
+    shapes, dtypes = sizes(device, quick, GPU_SHAPES, CPU_SHAPES, QUICK_SHAPES)
     f = setup_filter([1, 3, 3, 1], device=device)
     out = []
     for kind, (ours, eager, ratio) in KINDS.items():
