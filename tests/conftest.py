@@ -2,14 +2,12 @@
 
 import os
 
-if os.environ.get("TRITON_INTERPRET") is None and not os.environ.get("CUDA_VISIBLE_DEVICES_FORCE_GPU"):
-    import torch  # noqa: E402
+import torch
 
-    if not torch.cuda.is_available():
-        os.environ["TRITON_INTERPRET"] = "1"
+if os.environ.get("TRITON_INTERPRET") is None and not torch.cuda.is_available():
+    os.environ["TRITON_INTERPRET"] = "1"
 
 import pytest  # noqa: E402
-import torch  # noqa: E402
 
 import gankernels  # noqa: E402
 from gankernels import backend as gk_backend  # noqa: E402
