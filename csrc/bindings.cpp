@@ -13,11 +13,9 @@ namespace {
   throw pybind11::error_already_set();
 }
 
-// Wraps an entry point so that its errors reach Python with the right type (c10::TypeError -> TypeError,
-// c10::ValueError -> ValueError, the rest RuntimeError) without going through pybind11's registered translators.
-// Known open bug: on the H100 machine (torch 2.11 + CUDA 13 build) a failing TORCH_CHECK in the glue still
-// crashes the process before reaching this handler (tools/diag/refusals.py reproduces it); the public API
-// validates its arguments in Python first, so only direct calls into gankernels._C reach those checks.
+// Wraps an entry point so that its errors reach Python with the right type (the glue's CheckTypeError and
+// c10::TypeError -> TypeError, c10::ValueError -> ValueError, the rest RuntimeError) without going through
+// pybind11's registered translators. The glue's own checks throw CheckError, not c10::Error (see ops/glue.h).
 template <typename R, typename... Args>
 auto guarded(R (*fn)(Args...)) {
   return [fn](Args... args) -> R {
@@ -25,6 +23,10 @@ auto guarded(R (*fn)(Args...)) {
       return fn(std::forward<Args>(args)...);
     } catch (const pybind11::error_already_set&) {
       throw;
+    } catch (const gankernels::CheckTypeError& e) {
+      raise(PyExc_TypeError, e.what());
+    } catch (const gankernels::CheckError& e) {
+      raise(PyExc_RuntimeError, e.what());
     } catch (const c10::TypeError& e) {
       raise(PyExc_TypeError, e.what_without_backtrace());
     } catch (const c10::ValueError& e) {

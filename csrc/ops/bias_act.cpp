@@ -11,19 +11,19 @@ namespace {
 
 void check_bias(const std::optional<at::Tensor>& b, const at::Tensor& like, int64_t size) {
   if (!b.has_value()) return;
-  TORCH_CHECK(b->device() == like.device(), "b is on ", b->device(), ", expected ", like.device());
-  TORCH_CHECK_TYPE(b->scalar_type() == like.scalar_type(), "b has dtype ", b->scalar_type(), ", expected ",
+  GK_CHECK(b->device() == like.device(), "b is on ", b->device(), ", expected ", like.device());
+  GK_CHECK_TYPE(b->scalar_type() == like.scalar_type(), "b has dtype ", b->scalar_type(), ", expected ",
                    like.scalar_type());
-  TORCH_CHECK(b->dim() == 1 && b->numel() == size && b->is_contiguous(), "b must be contiguous of length ", size);
+  GK_CHECK(b->dim() == 1 && b->numel() == size && b->is_contiguous(), "b must be contiguous of length ", size);
 }
 
 BiasActArgs make_args(const at::Tensor& out, int64_t step, int64_t size, int64_t act, double alpha, double gain,
                       double clamp, int64_t order) {
-  TORCH_CHECK(act >= 1 && act <= 9, "bias_act: unknown activation code ", act);
-  TORCH_CHECK(order >= 0 && order <= 2, "bias_act: order must be 0, 1 or 2, got ", order);
-  TORCH_CHECK(step >= 1 && size >= 1 && out.numel() % (step * size) == 0, "bias_act: step ", step, " and size ",
+  GK_CHECK(act >= 1 && act <= 9, "bias_act: unknown activation code ", act);
+  GK_CHECK(order >= 0 && order <= 2, "bias_act: order must be 0, 1 or 2, got ", order);
+  GK_CHECK(step >= 1 && size >= 1 && out.numel() % (step * size) == 0, "bias_act: step ", step, " and size ",
               size, " do not tile ", out.numel(), " elements");
-  TORCH_CHECK(out.is_non_overlapping_and_dense(), "bias_act: the output must be dense");
+  GK_CHECK(out.is_non_overlapping_and_dense(), "bias_act: the output must be dense");
   BiasActArgs p;
   p.out = out.data_ptr();
   p.n = out.numel();
@@ -76,10 +76,10 @@ std::optional<at::Tensor> bias_act_backward(const at::Tensor& g, const std::opti
   check_like(y, out, "y");
   check_bias(b, out, size);
   const int kind = bias_act_ref(p.act);
-  TORCH_CHECK(kind != 1 || x.has_value(), "bias_act_backward: this activation needs the saved x");
-  TORCH_CHECK(kind != 2 || y.has_value(), "bias_act_backward: this activation needs the saved y");
-  TORCH_CHECK(clamp < 0 || y.has_value(), "bias_act_backward: clamp needs the saved y");
-  TORCH_CHECK(order != 2 || m.has_value(), "bias_act_backward: order 2 needs m");
+  GK_CHECK(kind != 1 || x.has_value(), "bias_act_backward: this activation needs the saved x");
+  GK_CHECK(kind != 2 || y.has_value(), "bias_act_backward: this activation needs the saved y");
+  GK_CHECK(clamp < 0 || y.has_value(), "bias_act_backward: clamp needs the saved y");
+  GK_CHECK(order != 2 || m.has_value(), "bias_act_backward: order 2 needs m");
   p.g = g.data_ptr();
   p.m = data_or_null(m);
   p.x = data_or_null(x);

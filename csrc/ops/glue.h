@@ -4,8 +4,10 @@
 
 #include <ATen/core/Tensor.h>
 #include <ATen/Parallel.h>
+#include <c10/util/StringUtil.h>
 
 #include <optional>
+#include <stdexcept>
 
 #include "gankernels/common.h"
 
@@ -16,24 +18,40 @@
 
 namespace gankernels {
 
+// The glue's checks throw these, never c10::Error: constructing a c10::Error walks the whole C++ stack for a
+// backtrace, and on the H100 machine (torch 2.11, CUDA 13 build) that walk crashed the process instead of raising
+// (the crash pytorch/pytorch#117645 describes, in the unwinder's frame search). These carry the message only;
+// csrc/bindings.cpp turns them into Python RuntimeError / TypeError.
+struct CheckError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+struct CheckTypeError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+#define GK_CHECK(cond, ...) \
+  if (!(cond)) throw ::gankernels::CheckError(::c10::str(__VA_ARGS__))
+#define GK_CHECK_TYPE(cond, ...) \
+  if (!(cond)) throw ::gankernels::CheckTypeError(::c10::str(__VA_ARGS__))
+
 inline DType dtype_of(const at::Tensor& t) {
   switch (t.scalar_type()) {
     case at::kFloat: return DType::f32;
     case at::kDouble: return DType::f64;
     case at::kHalf: return DType::f16;
     case at::kBFloat16: return DType::bf16;
-    default: TORCH_CHECK_TYPE(false, "gankernels: unsupported dtype ", t.scalar_type());
+    default: GK_CHECK_TYPE(false, "gankernels: unsupported dtype ", t.scalar_type());
   }
   return DType::f32;
 }
 
 // `t` must be stored exactly like `like`: same device, dtype, shape, strides, and densely.
 inline void check_like(const at::Tensor& t, const at::Tensor& like, const char* name) {
-  TORCH_CHECK(t.device() == like.device(), name, " is on ", t.device(), ", expected ", like.device());
-  TORCH_CHECK_TYPE(t.scalar_type() == like.scalar_type(), name, " has dtype ", t.scalar_type(), ", expected ",
+  GK_CHECK(t.device() == like.device(), name, " is on ", t.device(), ", expected ", like.device());
+  GK_CHECK_TYPE(t.scalar_type() == like.scalar_type(), name, " has dtype ", t.scalar_type(), ", expected ",
                    like.scalar_type());
-  TORCH_CHECK(t.sizes() == like.sizes(), name, " has shape ", t.sizes(), ", expected ", like.sizes());
-  TORCH_CHECK(t.is_non_overlapping_and_dense() && t.strides() == like.strides(), name,
+  GK_CHECK(t.sizes() == like.sizes(), name, " has shape ", t.sizes(), ", expected ", like.sizes());
+  GK_CHECK(t.is_non_overlapping_and_dense() && t.strides() == like.strides(), name,
               " must be dense with the strides of the output");
 }
 
@@ -62,12 +80,12 @@ void run_on_device(const at::Tensor& t, const char* op, CpuFn&& cpu_fn, CudaFn&&
   if (t.device().is_cuda()) {
     const c10::cuda::CUDAGuard guard(t.device());
     const int err = cuda_fn(static_cast<void*>(at::cuda::getCurrentCUDAStream().stream()));
-    TORCH_CHECK(err == 0, op, ": CUDA kernel launch failed: ", cuda_error_string(err));
+    GK_CHECK(err == 0, op, ": CUDA kernel launch failed: ", cuda_error_string(err));
     return;
   }
 #endif
   (void)cuda_fn;
-  TORCH_CHECK(false, op, ": no kernel for tensors on ", t.device(), built_with_cuda() ? "" : " (built without CUDA)");
+  GK_CHECK(false, op, ": no kernel for tensors on ", t.device(), built_with_cuda() ? "" : " (built without CUDA)");
 }
 
 }  // namespace gankernels

@@ -17,17 +17,17 @@ constexpr int64_t kLimit = int64_t(1) << 30;  // bound on every per-axis coordin
 // outW (or outH) of one axis, checking that all coordinates along it fit in an int32.
 int64_t output_size(int64_t size, int64_t up, int64_t down, int64_t pad0, int64_t pad1, int64_t taps,
                     const char* axis) {
-  TORCH_CHECK(up >= 1 && down >= 1 && up < kLimit && down < kLimit, "upfirdn2d: up", axis, " and down", axis,
+  GK_CHECK(up >= 1 && down >= 1 && up < kLimit && down < kLimit, "upfirdn2d: up", axis, " and down", axis,
               " must be positive, got ", up, " and ", down);
-  TORCH_CHECK(std::llabs(pad0) < kLimit && std::llabs(pad1) < kLimit, "upfirdn2d: padding along ", axis,
+  GK_CHECK(std::llabs(pad0) < kLimit && std::llabs(pad1) < kLimit, "upfirdn2d: padding along ", axis,
               " is out of range: ", pad0, ", ", pad1);
-  TORCH_CHECK(size < kLimit && taps < kLimit && size * up < kLimit, "upfirdn2d: the ", axis,
+  GK_CHECK(size < kLimit && taps < kLimit && size * up < kLimit, "upfirdn2d: the ", axis,
               " extent is too large: ", size, " x up ", up);
   const int64_t span = size * up + pad0 + pad1 - taps;  // padded upsampled length minus the filter's
-  TORCH_CHECK(span >= 0, "upfirdn2d: along ", axis, " the padded upsampled input (", size * up + pad0 + pad1,
+  GK_CHECK(span >= 0, "upfirdn2d: along ", axis, " the padded upsampled input (", size * up + pad0 + pad1,
               ") is shorter than the filter (", taps, ")");
   const int64_t out = span / down + 1;
-  TORCH_CHECK(size * up + std::llabs(pad0) + std::llabs(pad1) + taps + out * down < kLimit, "upfirdn2d: along ", axis,
+  GK_CHECK(size * up + std::llabs(pad0) + std::llabs(pad1) + taps + out * down < kLimit, "upfirdn2d: along ", axis,
               " the coordinates do not fit in 32 bits");
   return out;
 }
@@ -37,35 +37,38 @@ int64_t output_size(int64_t size, int64_t up, int64_t down, int64_t pad0, int64_
 void upfirdn2d_forward(const at::Tensor& x, const at::Tensor& f, const at::Tensor& out, int64_t upx, int64_t upy,
                        int64_t downx, int64_t downy, int64_t padx0, int64_t padx1, int64_t pady0, int64_t pady1,
                        bool flip, double gain) {
-  TORCH_CHECK(x.dim() == 4, "upfirdn2d: x must be [N, C, H, W], got shape ", x.sizes());
+  GK_CHECK(x.dim() == 4, "upfirdn2d: x must be [N, C, H, W], got shape ", x.sizes());
   const DType dtype = dtype_of(x);
   const auto filter_type = dtype == DType::f64 ? at::kDouble : at::kFloat;
-  TORCH_CHECK(f.dim() == 2 && f.size(0) >= 1 && f.size(1) >= 1,
+  GK_CHECK(f.dim() == 2 && f.size(0) >= 1 && f.size(1) >= 1,
               "upfirdn2d: f must be a non-empty [fh, fw] filter, got shape ", f.sizes());
-  TORCH_CHECK(f.device() == x.device(), "upfirdn2d: f is on ", f.device(), ", expected ", x.device());
-  TORCH_CHECK(f.scalar_type() == filter_type, "upfirdn2d: f has dtype ", f.scalar_type(), ", expected ", filter_type,
+  GK_CHECK(f.device() == x.device(), "upfirdn2d: f is on ", f.device(), ", expected ", x.device());
+  GK_CHECK(f.scalar_type() == filter_type, "upfirdn2d: f has dtype ", f.scalar_type(), ", expected ", filter_type,
               " for x of dtype ", x.scalar_type());
-  TORCH_CHECK(f.is_contiguous(), "upfirdn2d: f must be contiguous");
-  TORCH_CHECK(out.device() == x.device(), "upfirdn2d: out is on ", out.device(), ", expected ", x.device());
-  TORCH_CHECK(out.scalar_type() == x.scalar_type(), "upfirdn2d: out has dtype ", out.scalar_type(), ", expected ",
+  GK_CHECK(f.is_contiguous(), "upfirdn2d: f must be contiguous");
+  GK_CHECK(out.device() == x.device(), "upfirdn2d: out is on ", out.device(), ", expected ", x.device());
+  GK_CHECK(out.scalar_type() == x.scalar_type(), "upfirdn2d: out has dtype ", out.scalar_type(), ", expected ",
               x.scalar_type());
 
   const int64_t fh = f.size(0), fw = f.size(1);
   const int64_t out_w = output_size(x.size(3), upx, downx, padx0, padx1, fw, "x");
   const int64_t out_h = output_size(x.size(2), upy, downy, pady0, pady1, fh, "y");
   const std::vector<int64_t> expected = {x.size(0), x.size(1), out_h, out_w};
-  TORCH_CHECK(out.sizes() == at::IntArrayRef(expected), "upfirdn2d: out has shape ", out.sizes(), ", expected ",
+  GK_CHECK(out.sizes() == at::IntArrayRef(expected), "upfirdn2d: out has shape ", out.sizes(), ", expected ",
               at::IntArrayRef(expected));
 
   // Both NCHW, or both NHWC in memory. (A tensor that is both, such as C == 1, takes whichever the other allows.)
   const bool nchw = x.is_contiguous() && out.is_contiguous();
   const bool nhwc =
       x.is_contiguous(at::MemoryFormat::ChannelsLast) && out.is_contiguous(at::MemoryFormat::ChannelsLast);
-  TORCH_CHECK(nchw || nhwc, "upfirdn2d: x and out must both be dense in one memory format (contiguous or "
+  GK_CHECK(nchw || nhwc, "upfirdn2d: x and out must both be dense in one memory format (contiguous or "
               "channels_last); got strides ", x.strides(), " and ", out.strides());
   if (out.numel() == 0) return;
-  at::assert_no_overlap(out, x);
-  at::assert_no_overlap(out, f);
+  for (const at::Tensor* input : {&x, &f}) {
+    const auto overlap = at::get_overlap_status(out, *input);
+    GK_CHECK(overlap != at::MemOverlapStatus::Full && overlap != at::MemOverlapStatus::Partial,
+             "upfirdn2d: out overlaps an input; the kernels would read what they write");
+  }
   if (x.numel() == 0) {  // empty image padded to a non-empty one: all zeros
     out.zero_();
     return;
