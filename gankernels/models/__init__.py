@@ -9,6 +9,7 @@ from .stylegan2 import (
     MinibatchStdLayer,
     SynthesisBlock,
     SynthesisNetwork,
+    load_nvlabs_pickle,
 )
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "MinibatchStdLayer",
     "DiscriminatorEpilogue",
     "Discriminator",
+    "load_nvlabs_pickle",
 ]

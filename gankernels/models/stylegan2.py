@@ -17,6 +17,7 @@ from torch import nn
 
 from ..nn.layers import Conv2dLayer, SynthesisLayer, ToRGBLayer
 from ..ops.upfirdn2d import setup_filter, upsample2d
+from .nvlabs_pickle import load_nvlabs_pickle
 from .stylegan2_discriminator import Discriminator, DiscriminatorBlock, DiscriminatorEpilogue, MinibatchStdLayer
 from .stylegan2_mapping import (
     MappingNetwork,
@@ -37,6 +38,7 @@ __all__ = [
     "MinibatchStdLayer",
     "DiscriminatorEpilogue",
     "Discriminator",
+    "load_nvlabs_pickle",
 ]
 
 ARCHITECTURES = ("orig", "skip", "resnet")
