@@ -37,11 +37,14 @@ demo: build
 bench: build
 	$(PY) -m gankernels bench
 
-# On a GPU machine (see ../shared/GPU.md): build with CUDA, every test, the benchmark table -> $(OUT).
+# On a GPU machine (see ../shared/GPU.md): build with CUDA, the glue's refusals (they once crashed there), the host vs
+# device profile, every test, the benchmark table -> $(OUT).
 gpu-check:
 	mkdir -p $(OUT)
 	$(PY) -m pip install --disable-pip-version-check -q -e . --no-build-isolation --no-deps
 	$(PY) -m gankernels info | tee $(OUT)/info.txt
+	-$(PY) tools/diag/refusals.py 2>&1 | tee $(OUT)/refusals.txt
+	-$(PY) tools/profile_op.py 2>&1 | tee $(OUT)/profile.txt
 	-$(PY) -m pytest tests -q -p no:cacheprovider 2>&1 | tee $(OUT)/tests.txt
 	$(PY) -m gankernels bench --json $(OUT)/results.json 2>&1 | tee $(OUT)/bench.txt
 
