@@ -1,6 +1,7 @@
 """Test configuration. TRITON_INTERPRET must be set before triton or gankernels is imported."""
 
 import os
+from pathlib import Path
 
 import torch
 
@@ -13,6 +14,19 @@ import gankernels  # noqa: E402
 from gankernels import backend as gk_backend  # noqa: E402
 
 HAS_CUDA = torch.cuda.is_available()
+
+# shared/fixtures: $GANKERNELS_FIXTURES, else shared/ inside the checkout, else ../shared beside it (as in CI).
+_ROOT = Path(__file__).resolve().parents[1]
+_FIXTURE_DIRS = [
+    os.environ.get("GANKERNELS_FIXTURES", _ROOT / "shared" / "fixtures"),
+    _ROOT.parent / "shared" / "fixtures",
+]
+STYLEGAN2_FIXTURE = next(
+    (p for d in _FIXTURE_DIRS if (p := Path(d) / "nvlabs_stylegan2_tiny.npz").exists()), None
+)  # the .npz; its .json sits beside it
+needs_fixture = pytest.mark.skipif(
+    STYLEGAN2_FIXTURE is None, reason="shared/fixtures/nvlabs_stylegan2_tiny.npz not found"
+)
 
 
 def backends_for(op: str, device_type: str) -> list[str]:

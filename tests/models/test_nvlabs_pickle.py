@@ -23,8 +23,8 @@ import torch
 from gankernels.models import load_nvlabs_pickle
 from gankernels.models import stylegan2 as sg2
 from gankernels.models.nvlabs_pickle import ALLOWED_GLOBALS, PersistentObject, UnsafePickleError
+from tests.conftest import STYLEGAN2_FIXTURE
 
-FIXTURE_JSON = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "nvlabs_stylegan2_tiny.json"
 # The tiny NVlabs config of shared/fixtures (inlined so the tests do not need the file), at 16x16.
 G_KWARGS = dict(z_dim=64, c_dim=0, w_dim=64, img_resolution=16, img_channels=3, mapping_kwargs=dict(num_layers=2),
                 channel_base=1024, channel_max=64, architecture="skip", conv_clamp=256)  # fmt: skip
@@ -108,9 +108,9 @@ def _write(path, obj, protocol=None):
 
 def test_fixture_config_matches():
     """The inlined config is the shared fixture's, at a smaller resolution."""
-    if not FIXTURE_JSON.exists():
+    if STYLEGAN2_FIXTURE is None:
         pytest.skip("shared/fixtures/nvlabs_stylegan2_tiny.json not found")
-    meta = json.loads(FIXTURE_JSON.read_text())
+    meta = json.loads(STYLEGAN2_FIXTURE.with_suffix(".json").read_text())
     assert {**meta["generator_kwargs"], "img_resolution": 16} == G_KWARGS
     assert {**meta["discriminator_kwargs"], "img_resolution": 16} == D_KWARGS
 

@@ -3,9 +3,7 @@ inputs and outputs) loads with strict=True and is matched to 1e-4 relative error
 architectures, class conditioning, truncation, w_avg, minibatch std, torch.compile and bad input."""
 
 import json
-import os
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,19 +12,13 @@ import torch
 import gankernels
 from gankernels.models import stylegan2 as sg2
 from gankernels.ops import r1_penalty
-from tests.conftest import backends_for
+from tests.conftest import STYLEGAN2_FIXTURE as FIXTURE
+from tests.conftest import backends_for, needs_fixture
 
 CPU_BACKENDS = backends_for("bias_act", "cpu")
 # The triton backend runs interpreted here (TRITON_INTERPRET=1 without a GPU): the whole fixture, r1 included, takes
 # minutes, so triton is checked on the forward outputs of a part of the batch only (test_fixture_forward_triton).
 FULL_BACKENDS = ["ref"] + [b for b in CPU_BACKENDS if b != "triton"]
-ROOT = Path(__file__).resolve().parents[2]
-FIXTURE_DIRS = [
-    os.environ.get("GANKERNELS_FIXTURES", ROOT / "shared" / "fixtures"),
-    ROOT.parent / "shared" / "fixtures",
-]
-FIXTURE = next((p for d in FIXTURE_DIRS if (p := Path(d) / "nvlabs_stylegan2_tiny.npz").exists()), None)
-needs_fixture = pytest.mark.skipif(FIXTURE is None, reason="shared/fixtures/nvlabs_stylegan2_tiny.npz not found")
 TOL = 1e-4
 
 

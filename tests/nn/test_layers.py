@@ -3,8 +3,6 @@ gradients against the reference formulas, noise modes, torch.compile, and an NVl
 these layers (shared/fixtures/nvlabs_stylegan2_tiny)."""
 
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,16 +14,10 @@ from gankernels import ops
 from gankernels.reference import bias_act as ref_bias_act
 from gankernels.reference import conv2d as ref_conv2d
 from gankernels.reference.modulated_conv2d import modulated_conv2d as ref_modulated_conv2d
-from tests.conftest import backends_for
+from tests.conftest import STYLEGAN2_FIXTURE as FIXTURE
+from tests.conftest import backends_for, needs_fixture
 
 BACKENDS = ["ref"] + [b for b in backends_for("bias_act", "cpu") if b in backends_for("upfirdn2d", "cpu")]
-ROOT = Path(__file__).resolve().parents[2]
-FIXTURE_DIRS = [
-    os.environ.get("GANKERNELS_FIXTURES", ROOT / "shared" / "fixtures"),
-    ROOT.parent / "shared" / "fixtures",
-]
-FIXTURE = next((p for d in FIXTURE_DIRS if (p := Path(d) / "nvlabs_stylegan2_tiny.npz").exists()), None)
-needs_fixture = pytest.mark.skipif(FIXTURE is None, reason="shared/fixtures/nvlabs_stylegan2_tiny.npz not found")
 
 
 def randn(*shape, seed=0, grad=False):
