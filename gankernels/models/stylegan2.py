@@ -24,6 +24,7 @@ from .stylegan2_mapping import (
     block_dtype,
     check_choice,
     check_count,
+    check_resolution,
     check_shape,
     normalize_2nd_moment,
 )
@@ -152,9 +153,7 @@ class SynthesisNetwork(nn.Module):
     def __init__(self, w_dim, img_resolution, img_channels, channel_base=32768, channel_max=512, num_fp16_res=4,
                  **block_kwargs):  # fmt: skip
         super().__init__()
-        check_count(img_resolution, "img_resolution", 4)
-        if img_resolution & (img_resolution - 1):
-            raise ValueError(f"img_resolution must be a power of two >= 4, got {img_resolution}")
+        check_resolution(img_resolution)
         check_count(img_channels, "img_channels", 1)
         self.w_dim = w_dim
         self.img_resolution = img_resolution

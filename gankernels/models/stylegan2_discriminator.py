@@ -11,7 +11,7 @@ from torch import nn
 
 from ..nn.layers import Conv2dLayer, FullyConnectedLayer
 from ..ops.upfirdn2d import downsample2d, setup_filter
-from .stylegan2_mapping import MappingNetwork, block_dtype, check_choice, check_count, check_shape
+from .stylegan2_mapping import MappingNetwork, block_dtype, check_choice, check_count, check_resolution, check_shape
 
 ARCHITECTURES = ("orig", "skip", "resnet")
 
@@ -192,9 +192,7 @@ class Discriminator(nn.Module):
                  epilogue_kwargs=None):  # fmt: skip
         super().__init__()
         check_count(c_dim, "c_dim")
-        check_count(img_resolution, "img_resolution", 4)
-        if img_resolution & (img_resolution - 1):
-            raise ValueError(f"img_resolution must be a power of two >= 4, got {img_resolution}")
+        check_resolution(img_resolution)
         check_count(img_channels, "img_channels", 1)
         self.c_dim = c_dim
         self.img_resolution = img_resolution

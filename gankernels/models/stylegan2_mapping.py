@@ -31,6 +31,13 @@ def check_count(value, name: str, minimum: int = 0) -> None:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
 
 
+def check_resolution(value, name: str = "img_resolution") -> None:
+    """A StyleGAN2 image resolution: a power of two >= 4."""
+    check_count(value, name, 4)
+    if value & (value - 1):
+        raise ValueError(f"{name} must be a power of two >= 4, got {value}")
+
+
 def block_dtype(use_fp16: bool, force_fp32: bool, device: torch.device) -> torch.dtype:
     """float16 for a use_fp16 block on CUDA unless force_fp32, else float32 (NVlabs forces float32 off CUDA)."""
     return torch.float16 if use_fp16 and not force_fp32 and device.type == "cuda" else torch.float32
