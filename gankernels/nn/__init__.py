@@ -1,6 +1,7 @@
 """Drop-in nn.Modules on gankernels.ops, keeping torch's and NVlabs' parameter names."""
 
 from .bias_act import BiasAct, FusedLeakyReLU
+from .conv import Conv2d, ConvTranspose2d
 from .layers import Conv2dLayer, FullyConnectedLayer, SynthesisLayer, ToRGBLayer
 from .resample import Blur, Downsample2d, FIRFilter2d, Upsample2d
 
@@ -15,4 +16,6 @@ __all__ = [
     "Conv2dLayer",
     "SynthesisLayer",
     "ToRGBLayer",
+    "Conv2d",
+    "ConvTranspose2d",
 ]
