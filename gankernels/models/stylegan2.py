@@ -18,8 +18,10 @@ from torch import nn
 from ..nn.layers import Conv2dLayer, SynthesisLayer, ToRGBLayer
 from ..ops.upfirdn2d import setup_filter, upsample2d
 from .nvlabs_pickle import load_nvlabs_pickle
+from .serialization import exportable
 from .stylegan2_discriminator import Discriminator, DiscriminatorBlock, DiscriminatorEpilogue, MinibatchStdLayer
 from .stylegan2_mapping import (
+    MIXED_PRECISION,
     MappingNetwork,
     block_dtype,
     check_choice,
@@ -53,16 +55,20 @@ class SynthesisBlock(nn.Module):
     block and in every block of the "skip" architecture (default); skip (Conv2dLayer 1x1, up=2, no bias) for
     "resnet", whose output is (skip(x) + conv1(conv0(x))) / sqrt(2). The incoming image [N, img_channels, res/2,
     res/2] is upsampled with resample_filter (default [1, 3, 3, 1]) and torgb's output is added (float32).
-    conv_clamp default 256; use_fp16 / fp16_channels_last as NVlabs (CUDA only); fused_modconv_default True,
+    conv_clamp default 256; use_fp16 / fp16_channels_last as NVlabs (CUDA only); mixed_precision "float16"
+    (default, NVlabs) or "bfloat16" (the use_fp16 blocks run in bfloat16, on any device); channels_last=True keeps
+    every activation and weight of the block channels_last whatever its dtype; fused_modconv_default True,
     False or "inference_only" (True in eval mode). ws: [N, num_conv + num_torgb, w_dim]. layer_kwargs go to
     the SynthesisLayers (constructor) or to their forward (e.g. noise_mode). forward returns (x, img).
     """
 
     def __init__(self, in_channels, out_channels, w_dim, resolution, img_channels, is_last, architecture="skip",
                  resample_filter=(1, 3, 3, 1), conv_clamp=256, use_fp16=False, fp16_channels_last=False,
-                 fused_modconv_default=True, **layer_kwargs):  # fmt: skip
+                 fused_modconv_default=True, mixed_precision="float16", channels_last=False,
+                 **layer_kwargs):  # fmt: skip
         super().__init__()
         check_choice(architecture, ARCHITECTURES, "architecture")
+        check_choice(mixed_precision, MIXED_PRECISION, "mixed_precision")
         check_count(in_channels, "in_channels")
         self.in_channels = in_channels
         self.w_dim = w_dim
@@ -71,7 +77,9 @@ class SynthesisBlock(nn.Module):
         self.is_last = is_last
         self.architecture = architecture
         self.use_fp16 = use_fp16
-        self.channels_last = use_fp16 and fp16_channels_last
+        self.mixed_precision = mixed_precision
+        self.channels_last_always = bool(channels_last)
+        self.channels_last = (use_fp16 and fp16_channels_last) or self.channels_last_always
         self.fused_modconv_default = fused_modconv_default
         self.register_buffer("resample_filter", setup_filter(resample_filter))
         self.num_conv = 0
@@ -98,17 +106,18 @@ class SynthesisBlock(nn.Module):
         del update_emas  # unused, as NVlabs
         check_shape(ws, [None, self.num_conv + self.num_torgb, self.w_dim], "ws")
         w_iter = iter(ws.unbind(dim=1))
-        dtype = block_dtype(self.use_fp16, force_fp32, ws.device)
-        fp16 = dtype == torch.float16
-        memory_format = torch.channels_last if self.channels_last and fp16 else torch.contiguous_format
+        dtype = block_dtype(self.use_fp16, force_fp32, ws.device, self.mixed_precision)
+        reduced = dtype != torch.float32
+        channels_last = self.channels_last_always or (self.channels_last and reduced)
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if fused_modconv is None:
             fused_modconv = self.fused_modconv_default
         if fused_modconv == "inference_only":
             fused_modconv = not self.training
 
         if self.in_channels == 0:
-            x = self.const.to(dtype=dtype, memory_format=memory_format)
-            x = x.unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+            x = self.const.to(dtype=dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+            x = x.contiguous(memory_format=memory_format)
         else:
             half = self.resolution // 2
             check_shape(x, [ws.shape[0], self.in_channels, half, half], "x")
@@ -197,6 +206,7 @@ class SynthesisNetwork(nn.Module):
         )
 
 
+@exportable
 class Generator(nn.Module):
     """StyleGAN2's generator: z [N, z_dim], c [N, c_dim] -> image [N, img_channels, img_resolution, img_resolution].
 

@@ -11,7 +11,16 @@ from torch import nn
 
 from ..nn.layers import Conv2dLayer, FullyConnectedLayer
 from ..ops.upfirdn2d import downsample2d, setup_filter
-from .stylegan2_mapping import MappingNetwork, block_dtype, check_choice, check_count, check_resolution, check_shape
+from .serialization import exportable
+from .stylegan2_mapping import (
+    MIXED_PRECISION,
+    MappingNetwork,
+    block_dtype,
+    check_choice,
+    check_count,
+    check_resolution,
+    check_shape,
+)
 
 ARCHITECTURES = ("orig", "skip", "resnet")
 
@@ -24,24 +33,29 @@ class DiscriminatorBlock(nn.Module):
     added to x; conv0 (3x3, tmp_channels), conv1 (3x3, down=2, out_channels); "resnet" (default) adds skip (1x1,
     down=2, no bias): (skip(x) + conv1(conv0(x))) / sqrt(2). activation default "lrelu"; resample_filter default
     [1, 3, 3, 1]; conv_clamp default None. in_channels must be 0 or tmp_channels. use_fp16 / fp16_channels_last as
-    NVlabs (CUDA only); freeze_layers stores the weights of layers first_layer_idx + i < freeze_layers as buffers.
+    NVlabs (CUDA only); mixed_precision and channels_last as SynthesisBlock's; freeze_layers stores the weights of
+    layers first_layer_idx + i < freeze_layers as buffers.
     forward(x, img, force_fp32=False) -> (x, img).
     """
 
     def __init__(self, in_channels, tmp_channels, out_channels, resolution, img_channels, first_layer_idx,
                  architecture="resnet", activation="lrelu", resample_filter=(1, 3, 3, 1), conv_clamp=None,
-                 use_fp16=False, fp16_channels_last=False, freeze_layers=0):  # fmt: skip
+                 use_fp16=False, fp16_channels_last=False, freeze_layers=0, mixed_precision="float16",
+                 channels_last=False):  # fmt: skip
         super().__init__()
         if in_channels not in (0, tmp_channels):
             raise ValueError(f"in_channels must be 0 or tmp_channels={tmp_channels}, got {in_channels!r}")
         check_choice(architecture, ARCHITECTURES, "architecture")
+        check_choice(mixed_precision, MIXED_PRECISION, "mixed_precision")
         self.in_channels = in_channels
         self.resolution = resolution
         self.img_channels = img_channels
         self.first_layer_idx = first_layer_idx
         self.architecture = architecture
         self.use_fp16 = use_fp16
-        self.channels_last = use_fp16 and fp16_channels_last
+        self.mixed_precision = mixed_precision
+        self.channels_last_always = bool(channels_last)
+        self.channels_last = (use_fp16 and fp16_channels_last) or self.channels_last_always
         self.register_buffer("resample_filter", setup_filter(resample_filter))
         self.num_layers = 0
 
@@ -63,9 +77,9 @@ class DiscriminatorBlock(nn.Module):
 
     def forward(self, x, img, force_fp32=False):
         device = (x if x is not None else img).device
-        dtype = block_dtype(self.use_fp16, force_fp32, device)
-        fp16 = dtype == torch.float16
-        memory_format = torch.channels_last if self.channels_last and fp16 else torch.contiguous_format
+        dtype = block_dtype(self.use_fp16, force_fp32, device, self.mixed_precision)
+        channels_last = self.channels_last_always or (self.channels_last and dtype != torch.float32)
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
         if x is not None:
             check_shape(x, [None, self.in_channels, self.resolution, self.resolution], "x")
@@ -176,6 +190,7 @@ class DiscriminatorEpilogue(nn.Module):
         return f"resolution={self.resolution:d}, architecture={self.architecture:s}"
 
 
+@exportable
 class Discriminator(nn.Module):
     """StyleGAN2's discriminator: img [N, img_channels, img_resolution, img_resolution], c [N, c_dim] -> [N, 1].
 

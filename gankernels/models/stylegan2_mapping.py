@@ -38,9 +38,17 @@ def check_resolution(value, name: str = "img_resolution") -> None:
         raise ValueError(f"{name} must be a power of two >= 4, got {value}")
 
 
-def block_dtype(use_fp16: bool, force_fp32: bool, device: torch.device) -> torch.dtype:
-    """float16 for a use_fp16 block on CUDA unless force_fp32, else float32 (NVlabs forces float32 off CUDA)."""
-    return torch.float16 if use_fp16 and not force_fp32 and device.type == "cuda" else torch.float32
+MIXED_PRECISION = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def block_dtype(use_fp16: bool, force_fp32: bool, device: torch.device, mixed_precision="float16") -> torch.dtype:
+    """The dtype a block runs in: float32 unless use_fp16 and not force_fp32; then mixed_precision's dtype, except
+    that float16 runs only on CUDA (NVlabs forces float32 elsewhere) while bfloat16 runs on any device."""
+    if not use_fp16 or force_fp32:
+        return torch.float32
+    if mixed_precision == "bfloat16":
+        return torch.bfloat16
+    return torch.float16 if device.type == "cuda" else torch.float32
 
 
 def normalize_2nd_moment(x, dim=1, eps=1e-8):

@@ -260,3 +260,38 @@ def test_bad_input(call, match):
     torch.manual_seed(0)
     with pytest.raises(ValueError, match=match):
         call(tiny_G(), tiny_D())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Mixed precision (bfloat16 on any device) and channels_last
+
+
+def _small_pair(**kwargs):
+    torch.manual_seed(0)
+    G = sg2.Generator(16, 0, 16, 16, 3, channel_base=256, channel_max=32, num_fp16_res=2, **kwargs)
+    torch.manual_seed(1)
+    D = sg2.Discriminator(0, 16, 3, channel_base=256, channel_max=32, num_fp16_res=2, block_kwargs=kwargs)
+    return G, D
+
+
+@pytest.mark.parametrize("kwargs", [dict(mixed_precision="bfloat16"), dict(channels_last=True),
+                                    dict(mixed_precision="bfloat16", channels_last=True)])  # fmt: skip
+def test_bfloat16_and_channels_last(kwargs):
+    z, c = torch.randn(4, 16, generator=torch.Generator().manual_seed(2)), torch.zeros(4, 0)
+    G0, D0 = _small_pair()
+    G1, D1 = _small_pair(**kwargs)
+    img0, img1 = G0(z, c, noise_mode="const"), G1(z, c, noise_mode="const")
+    out0, out1 = D0(img0, c), D1(img1, c)
+    assert img1.dtype == out1.dtype == torch.float32  # the outputs stay float32, as NVlabs
+    bf16 = kwargs.get("mixed_precision") == "bfloat16"
+    if bf16:
+        assert G1.synthesis.b16.conv1.weight.dtype == torch.float32  # weights stay float32, activations are cast
+    tol = dict(rtol=0.05, atol=0.05) if bf16 else dict(rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(img1, img0, **tol)
+    torch.testing.assert_close(out1, out0, **tol)
+    (out1.sum() + img1.square().mean()).backward()
+    assert all(
+        torch.isfinite(p.grad).all() for p in list(G1.parameters()) + list(D1.parameters()) if p.grad is not None
+    )
+    with pytest.raises(ValueError, match="mixed_precision"):
+        sg2.Generator(16, 0, 16, 16, 3, channel_base=256, channel_max=32, mixed_precision="float8")
