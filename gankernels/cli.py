@@ -1,4 +1,4 @@
-"""`gankernels info | bench` (also `python -m gankernels ...`)."""
+"""`gankernels info | bench | train | sample | export` (also `python -m gankernels ...`)."""
 
 from __future__ import annotations
 
@@ -65,6 +65,71 @@ def bench(args) -> int:
     return 0
 
 
+def parse_seeds(text: str) -> list[int]:
+    """ "0-15" -> 0..15; "1,3,10-12" -> [1, 3, 10, 11, 12]."""
+    seeds = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                lo, hi = (int(v) for v in part.split("-", 1))
+                if hi < lo:
+                    raise ValueError
+                seeds.extend(range(lo, hi + 1))
+            else:
+                seeds.append(int(part))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--seeds: expected e.g. 0-15 or 1,3,10-12, got {text!r}") from None
+    if any(s < 0 for s in seeds):
+        raise argparse.ArgumentTypeError(f"--seeds must be non-negative, got {text!r}")
+    return seeds
+
+
+def train(args) -> int:
+    from .training import loop, registry
+
+    task_cls = registry.get(args.model)
+    if args.backend:
+        _backend.set_backend(args.backend)
+    config = None
+    if not args.resume:
+        config = {**task_cls.defaults, "resolution": args.resolution or task_cls.default_resolution,
+                  "batch": args.batch or task_cls.default_batch, "seed": args.seed, "data": args.data}  # fmt: skip
+        for key in task_cls.defaults:
+            value = getattr(args, key, None)
+            if value is not None:
+                config[key] = value
+    try:
+        result = loop.train(task_cls, config, args.out, steps=args.steps, kimg=args.kimg, resume=args.resume,
+                            snap=args.snap, device=args.device, quiet=args.quiet)  # fmt: skip
+    finally:
+        from .training import distributed
+
+        distributed.shutdown()
+    spk = result["sec_per_kimg"]
+    print(f"{args.model}: step {result['step']}, {result['nimg'] / 1000:.2f} kimg, "
+          + (f"{spk:.1f} sec/kimg, " if spk else "") + f"run in {args.out}")  # fmt: skip
+    if "ranks_in_sync" in result:
+        print(f"ranks in sync: {result['ranks_in_sync']}")
+    return 0
+
+
+def sample(args) -> int:
+    from .training import loop
+    from .training.images import save_image_grid
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    state = loop.read_run(args.run)
+    task = loop.restore_task(state, device)
+    kwargs = {}
+    if args.trunc is not None:
+        kwargs["truncation_psi"] = args.trunc
+    images, cols = task.sample_grid(seeds=args.seeds, **kwargs)
+    save_image_grid(images, args.out, cols=args.cols or cols)
+    print(f"wrote {args.out}: {images.shape[0]} images from {args.run} ({state['model']}, step {state['step']})")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="gankernels", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -76,8 +141,46 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny shapes: a smoke test, not a measurement")
     p.add_argument("--reps", type=int, default=20, help="timed repetitions per implementation (median)")
     p.set_defaults(func=bench)
+
+    from .training import registry
+
+    p = sub.add_parser("train", help="train a model (built-in data unless --data)")
+    models = p.add_subparsers(dest="model", required=True, metavar="MODEL")
+    for name in registry.names():
+        task_cls = registry.get(name)
+        m = models.add_parser(name, help=task_cls.__doc__.splitlines()[0] if task_cls.__doc__ else name)
+        m.add_argument("--out", required=True, help="run directory (checkpoint.pt, fakes*.png, stats.jsonl)")
+        m.add_argument("--data", help="image folder (default: the built-in generated dataset)")
+        m.add_argument("--resolution", type=int, help=f"image size (default {task_cls.default_resolution})")
+        m.add_argument("--batch", type=int, help=f"total batch over all processes (default {task_cls.default_batch})")
+        length = m.add_mutually_exclusive_group()
+        length.add_argument("--steps", type=int, help="training iterations in all (default: 1000)")
+        length.add_argument("--kimg", type=float, help="thousands of real images to show D")
+        m.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+        m.add_argument("--snap", type=int, help="iterations between sample grids + checkpoints (default: total/10)")
+        m.add_argument("--seed", type=int, default=0)
+        m.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+        m.add_argument("--backend", choices=_backend.BACKENDS, help="force one backend for every op")
+        m.add_argument("--quiet", action="store_true", help="no progress output")
+        task_cls.add_arguments(m)
+        m.set_defaults(func=train)
+
+    p = sub.add_parser("sample", help="a PNG grid of a trained run's samples")
+    p.add_argument("run", help="run directory (or its checkpoint.pt)")
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--seeds", type=parse_seeds, help="e.g. 0-15 (default: the training grid's)")
+    p.add_argument("--trunc", type=float, help="truncation psi (StyleGAN2; default 1)")
+    p.add_argument("--cols", type=int, help="grid columns")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    p.set_defaults(func=sample)
     args = parser.parse_args(argv)
-    return args.func(args)
+    if args.command == "train" and not args.resume and args.steps is None and args.kimg is None:
+        args.steps = 1000
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"gankernels {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,6 +2,7 @@
 
 from .bias_act import BiasAct, FusedLeakyReLU
 from .conv import Conv2d, ConvTranspose2d
+from .instance_norm import InstanceNormAct
 from .layers import Conv2dLayer, FullyConnectedLayer, SynthesisLayer, ToRGBLayer
 from .resample import Blur, Downsample2d, FIRFilter2d, Upsample2d
 
@@ -18,4 +19,5 @@ __all__ = [
     "ToRGBLayer",
     "Conv2d",
     "ConvTranspose2d",
+    "InstanceNormAct",
 ]

@@ -2,6 +2,7 @@
 
 from .bias_act import bias_act, fused_leaky_relu
 from .conv2d import conv2d, conv2d_resample, conv_transpose2d, no_weight_gradients
+from .instance_norm import instance_norm_act
 from .modulated_conv2d import modulated_conv2d
 from .penalties import (
     LazyRegularization,
@@ -26,6 +27,7 @@ __all__ = [
     "conv2d_resample",
     "no_weight_gradients",
     "modulated_conv2d",
+    "instance_norm_act",
     "wgan_gp_penalty",
     "wgan_gp_interpolate",
     "gradient_penalty",

@@ -46,7 +46,10 @@ GK_HD C activation(C z, C alpha) {
   if (A == 1) return z;
   if (A == 2) return z > C(0) ? z : C(0);
   if (A == 3) return z > C(0) ? z : z * alpha;
-  if (A == 4) return C(1) - C(2) / (exp_(C(2) * min_(max_(z, C(-40)), C(40))) + C(1));  // tanh
+  if (A == 4) {  // tanh = e / (e + 2) with e = expm1(2z): accurate near 0, where 1 - 2 / (exp(2z) + 1) cancels
+    C e = expm1_(C(2) * min_(max_(z, C(-40)), C(40)));
+    return e / (e + C(2));
+  }
   if (A == 5) return C(1) / (C(1) + exp_(-z));                                            // sigmoid
   if (A == 6) return z >= C(0) ? z : exp_(min_(z, C(0))) - C(1);                          // elu
   if (A == 7) return C(kSeluScale) * (z > C(0) ? z : C(kSeluAlpha) * (exp_(min_(z, C(0))) - C(1)));

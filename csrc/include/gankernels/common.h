@@ -26,6 +26,15 @@ GK_HD C exp_(C v) {
 }
 
 template <typename C>
+GK_HD C expm1_(C v) {
+#ifdef __CUDA_ARCH__
+  return ::expm1(v);
+#else
+  return std::expm1(v);
+#endif
+}
+
+template <typename C>
 GK_HD C log1p_(C v) {
 #ifdef __CUDA_ARCH__
   return ::log1p(v);

@@ -1,0 +1,281 @@
+"""Fused instance norm + activation + residual add, differentiable to second order (and beyond) on every backend.
+
+    y = act((x - mean_hw) / sqrt(var_hw + eps) * weight[c] + bias[c], alpha) + residual
+
+What CycleGAN's ResnetBlock needs in one pass over memory: conv -> IN -> ReLU and conv -> IN -> + x.
+
+Two torch custom ops carry the work. `gankernels::instance_norm_act` (forward) returns y and the statistics mean,
+rstd ([N, C]) that its backward reuses; the statistics are real, differentiable outputs (their gradient flows back to
+x), which keeps every op's autograd exact on its own. `gankernels::instance_norm_act_backward` gives (dx, dweight,
+dbias) from one fused kernel; its own backward is autograd through the reference formula
+(gankernels.reference.instance_norm.instance_norm_act_grad), so the double backward of a gradient penalty through a
+normalised layer is exact. Eager calls run the same impl / setup / backward through torch.autograd.Functions (see
+_common.eager_function).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .. import backend as _backend
+from ..reference import instance_norm as ref
+from ._common import call, check_float_tensor, check_real, check_same, dense, eager_function, kernels, memory_format
+
+OP = "instance_norm"  # the backend op name: kernels in gankernels.triton.instance_norm
+ACTIVATIONS = ref.ACTIVATIONS
+
+
+def resolve_backend(device_type: str) -> str:
+    """The backend that runs instance_norm_act on `device_type` tensors: "ref" or "triton".
+
+    A forced backend (gankernels.set_backend / use_backend / GANKERNELS_BACKEND) of "ref" or "triton" is honoured
+    (RuntimeError when triton cannot run here); any other choice (None, "cpu", "cuda": no kernels of this op there)
+    takes the automatic one: triton on CUDA tensors when it is available, else the reference.
+    """
+    forced = _backend.get_backend()
+    if forced in ("ref", "triton"):
+        why = _backend.why_unavailable(forced, OP, device_type)
+        if why is not None:
+            raise RuntimeError(f"backend {forced!r} cannot run {OP} on {device_type} tensors: {why}")
+        return forced
+    if device_type == "cuda" and _backend.why_unavailable("triton", OP, "cuda") is None:
+        return "triton"
+    return "ref"
+
+
+def _empty_like(t: torch.Tensor) -> torch.Tensor:
+    return torch.empty_like(t, memory_format=memory_format(t))
+
+
+def _stats_empty(x: torch.Tensor) -> torch.Tensor:
+    return x.new_empty(x.shape[:2], dtype=ref.compute_dtype(x.dtype))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Forward op: (y, mean, rstd)
+
+
+def _instance_norm_act_impl(
+    x: torch.Tensor,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    residual: torch.Tensor | None,
+    act: str,
+    alpha: float,
+    eps: float,
+    backend: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    x = dense(x)
+    fmt = memory_format(x)
+    residual = None if residual is None else dense(residual, fmt)
+    if backend == "ref":
+        mean, rstd = ref.instance_norm_stats(x, eps)
+        y = ref.instance_norm_act(x, weight, bias, act, alpha, residual, eps).contiguous(memory_format=fmt)
+        return y, mean, rstd
+    y, mean, rstd = _empty_like(x), _stats_empty(x), _stats_empty(x)
+    if x.numel():
+        weight = None if weight is None else weight.contiguous()
+        bias = None if bias is None else bias.contiguous()
+        code = ACTIVATIONS[act][0]
+        kernels(backend, OP).instance_norm_forward(x, weight, bias, residual, y, mean, rstd, code, alpha, eps)
+    return y, mean, rstd
+
+
+_instance_norm_act_op = torch.library.custom_op(
+    "gankernels::instance_norm_act", _instance_norm_act_impl, mutates_args=()
+)
+
+
+@_instance_norm_act_op.register_fake
+def _(x, weight, bias, residual, act, alpha, eps, backend):
+    return _empty_like(x), _stats_empty(x), _stats_empty(x)
+
+
+def _instance_norm_act_setup(ctx, inputs, output):
+    x, weight, bias, residual, act, alpha, eps, backend = inputs
+    _, mean, rstd = output
+    ctx.save_for_backward(x, weight, bias, mean, rstd)
+    ctx.params = (act, alpha, backend)
+    ctx.set_materialize_grads(False)  # unused outputs (the statistics, usually) get None: no work for them
+
+
+def _instance_norm_act_backward(ctx, gy, gmean, grstd):
+    x, weight, bias, mean, rstd = ctx.saved_tensors
+    needs = ctx.needs_input_grad
+    dx = dweight = dbias = dresidual = None
+    if gy is not None:
+        if needs[0] or needs[1] or needs[2]:
+            dx, dweight, dbias = call(
+                _instance_norm_act_backward_op, _InstanceNormActBackwardFn, gy, x, weight, bias, mean, rstd,
+                *ctx.params, ctx=ctx,
+            )  # fmt: skip
+        dresidual = gy if needs[3] else None  # y = ... + residual
+    if needs[0]:  # the statistics are outputs too: their gradients reach x
+        dstats = ref.instance_norm_stats_grad(gmean, grstd, x, mean, rstd)
+        if dstats is not None:
+            dx = dstats if dx is None else dx + dstats
+    return (
+        dx if needs[0] else None,
+        dweight if needs[1] else None,
+        dbias if needs[2] else None,
+        dresidual,
+        None, None, None, None,
+    )  # fmt: skip
+
+
+_instance_norm_act_op.register_autograd(_instance_norm_act_backward, setup_context=_instance_norm_act_setup)
+_InstanceNormActFn = eager_function(
+    "_InstanceNormActFn", _instance_norm_act_impl, _instance_norm_act_setup, _instance_norm_act_backward
+)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Backward op: (dx, dweight, dbias) from the incoming gradient g and the forward's statistics.
+
+
+def _grad_dtypes(x, weight, bias):
+    return (x.dtype if weight is None else weight.dtype), (x.dtype if bias is None else bias.dtype)
+
+
+def _instance_norm_act_backward_impl(
+    g: torch.Tensor,
+    x: torch.Tensor,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    mean: torch.Tensor,
+    rstd: torch.Tensor,
+    act: str,
+    alpha: float,
+    backend: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    x = dense(x)
+    fmt = memory_format(x)
+    g = dense(g, fmt)
+    if backend == "ref":
+        dx, dweight, dbias = ref.instance_norm_act_grad(g, x, weight, bias, mean, rstd, act, alpha)
+        return dx.contiguous(memory_format=fmt), dweight, dbias
+    w_dtype, b_dtype = _grad_dtypes(x, weight, bias)
+    dx = _empty_like(x)
+    if not x.numel():
+        return dx, x.new_zeros(x.shape[1], dtype=w_dtype), x.new_zeros(x.shape[1], dtype=b_dtype)
+    dweight_partial, dbias_partial = mean.new_empty(mean.shape), mean.new_empty(mean.shape)  # per (n, c) plane
+    kernels(backend, OP).instance_norm_backward(
+        g, x, None if weight is None else weight.contiguous(), None if bias is None else bias.contiguous(),
+        mean.contiguous(), rstd.contiguous(), dx, dweight_partial, dbias_partial, ACTIVATIONS[act][0], alpha,
+    )  # fmt: skip
+    return dx, dweight_partial.sum(0).to(w_dtype), dbias_partial.sum(0).to(b_dtype)
+
+
+_instance_norm_act_backward_op = torch.library.custom_op(
+    "gankernels::instance_norm_act_backward", _instance_norm_act_backward_impl, mutates_args=()
+)
+
+
+@_instance_norm_act_backward_op.register_fake
+def _(g, x, weight, bias, mean, rstd, act, alpha, backend):
+    w_dtype, b_dtype = _grad_dtypes(x, weight, bias)
+    return _empty_like(x), x.new_empty(x.shape[1], dtype=w_dtype), x.new_empty(x.shape[1], dtype=b_dtype)
+
+
+def _instance_norm_act_backward_setup(ctx, inputs, output):
+    ctx.save_for_backward(*inputs[:6])
+    ctx.params = inputs[6:8]  # act, alpha
+    ctx.set_materialize_grads(False)
+
+
+def _instance_norm_act_backward_backward(ctx, gdx, gdweight, gdbias):
+    """Gradients of <(gdx, gdweight, gdbias), instance_norm_act_grad(g, x, weight, bias, mean, rstd)> with respect
+    to the six tensors, by autograd through the reference formula (differentiable again: any order)."""
+    saved = ctx.saved_tensors
+    wanted = [i for i in range(6) if ctx.needs_input_grad[i] and saved[i] is not None]
+    grads = [None] * 6
+    create_graph = torch.is_grad_enabled()  # inside a backward: whether that backward builds a graph
+    with torch.enable_grad():
+        # Partial derivatives: mean and rstd are taken as independent of x here (their own gradients reach x through
+        # the forward op's backward). A tensor in the graph is differentiated through an alias (view_as), so that
+        # autograd neither follows mean / rstd back to x nor frees the graph beyond; the rest through a fresh leaf.
+        inputs = list(saved)
+        for i in wanted:
+            t = inputs[i]
+            inputs[i] = t.view_as(t) if t.requires_grad else t.detach().requires_grad_(True)
+        outs = ref.instance_norm_act_grad(*inputs, *ctx.params)
+        pairs = [(o, go) for o, go in zip(outs, (gdx, gdweight, gdbias), strict=True) if go is not None]
+        pairs = [(o, go) for o, go in pairs if o.requires_grad]
+        if wanted and pairs:
+            found = torch.autograd.grad(
+                [o for o, _ in pairs], [inputs[i] for i in wanted], [go for _, go in pairs],
+                create_graph=create_graph, allow_unused=True,
+            )  # fmt: skip
+            for i, gi in zip(wanted, found, strict=True):
+                grads[i] = gi
+    for i in wanted:  # no path (bias under relu: only the mask depends on it): zeros, as torch's own backward gives
+        if grads[i] is None:
+            grads[i] = torch.zeros_like(saved[i])
+    return (*grads, None, None, None)
+
+
+_instance_norm_act_backward_op.register_autograd(
+    _instance_norm_act_backward_backward, setup_context=_instance_norm_act_backward_setup
+)
+_InstanceNormActBackwardFn = eager_function(
+    "_InstanceNormActBackwardFn",
+    _instance_norm_act_backward_impl,
+    _instance_norm_act_backward_setup,
+    _instance_norm_act_backward_backward,
+)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Public API
+
+
+def _check_channel_vector(t, name: str, x: torch.Tensor) -> None:
+    if t is None:
+        return
+    check_float_tensor(t, name)
+    if t.dim() != 1 or t.shape[0] != x.shape[1]:
+        raise ValueError(f"{name} must be 1-D of length C = x.shape[1] = {x.shape[1]}, got shape {list(t.shape)}")
+    check_same(t, x, name, "x")
+
+
+def _check_args(x, weight, bias, act, alpha, residual, eps):
+    check_float_tensor(x, "x")
+    if x.dim() != 4:
+        raise ValueError(f"x must be 4-D [N, C, H, W], got shape {list(x.shape)}")
+    if x.shape[2] * x.shape[3] == 0:
+        raise ValueError(f"x must have H * W >= 1 (statistics over an empty plane), got shape {list(x.shape)}")
+    _check_channel_vector(weight, "weight", x)
+    _check_channel_vector(bias, "bias", x)
+    if residual is not None:
+        check_float_tensor(residual, "residual")
+        if residual.shape != x.shape:
+            raise ValueError(f"residual must have x's shape {list(x.shape)}, got {list(residual.shape)}")
+        check_same(residual, x, "residual", "x")
+    if not isinstance(act, str):
+        raise TypeError(f"act must be a str, got {type(act).__name__}")
+    if act not in ACTIVATIONS:
+        raise ValueError(f"act: unknown activation {act!r}; expected one of {sorted(ACTIVATIONS)}")
+    alpha = ACTIVATIONS[act][1] if alpha is None else check_real(alpha, "alpha")
+    eps = check_real(eps, "eps")
+    if eps < 0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
+    return alpha, eps
+
+
+def instance_norm_act(x, weight=None, bias=None, *, act="linear", alpha=None, residual=None, eps=1e-5):
+    """Fused instance norm: y = act((x - mean) / sqrt(var + eps) * weight + bias, alpha) + residual.
+
+    x: [N, C, H, W], any float dtype (fp16/bf16 computed in fp32), NCHW or channels_last; y has x's dtype, shape and
+    memory format. mean and var (biased) are taken per (n, c) over H, W, as torch.nn.functional.instance_norm without
+    running statistics. weight, bias: [C] of x's dtype, or None (1 and 0). act: "linear" (default), "relu" or "lrelu"
+    (negative slope alpha, default 0.2; no gain). residual: x's shape and dtype, added after the activation, or None.
+    eps: default 1e-5, >= 0. H * W == 1 is allowed (var = 0, so y = act(bias) + residual), unlike torch's
+    instance_norm, which refuses it in training. Differentiable to second order (and beyond) with respect to x, weight,
+    bias and residual, on every backend.
+    """
+    alpha, eps = _check_args(x, weight, bias, act, alpha, residual, eps)
+    name = resolve_backend(x.device.type)
+    if name == "ref":
+        return ref.instance_norm_act(x, weight, bias, act, alpha, residual, eps)
+    y, _, _ = call(_instance_norm_act_op, _InstanceNormActFn, dense(x), weight, bias, residual, act, alpha, eps, name)
+    return y

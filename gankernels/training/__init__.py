@@ -1,0 +1,1 @@
+"""training: losses, loops, EMA, checkpoints, datasets, sample grids."""

@@ -1,0 +1,88 @@
+"""Data-parallel training across processes started by torchrun (gloo on CPU, nccl on CUDA).
+
+As NVlabs' StyleGAN2 training loop, gradients are averaged with one all_reduce of the flattened gradients per
+optimizer step rather than through DistributedDataParallel: the gradient penalties differentiate the networks twice,
+which DDP's hooks do not support, and every rank then holds identical parameters after each step.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_from_env(device_type: str) -> DistInfo:
+    """Join the process group torchrun describes (WORLD_SIZE > 1), or return the single-process DistInfo."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistInfo()
+    if not dist.is_available():
+        raise RuntimeError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    if not dist.is_initialized():
+        backend = "nccl" if device_type == "cuda" else "gloo"
+        if device_type == "cuda":
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
+    return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank)
+
+
+def shutdown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def broadcast_module(module: torch.nn.Module, info: DistInfo) -> None:
+    """Give every rank rank 0's parameters and buffers."""
+    if info.world_size == 1:
+        return
+    for t in list(module.parameters()) + list(module.buffers()):
+        dist.broadcast(t.data, src=0)
+
+
+def average_gradients(params, info: DistInfo) -> None:
+    """Average .grad across ranks (one all_reduce of the flattened gradients); None grads count as zeros.
+    Non-finite values are zeroed as NVlabs does, so one bad step cannot poison the weights."""
+    params = [p for p in params if p.requires_grad]
+    if not params:
+        return
+    if info.world_size > 1:
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in params])
+        dist.all_reduce(flat)
+        flat /= info.world_size
+        offset = 0
+        for p in params:
+            n = p.numel()
+            p.grad = flat[offset : offset + n].view_as(p).clone()
+            offset += n
+    for p in params:
+        if p.grad is not None:
+            torch.nan_to_num_(p.grad, nan=0, posinf=1e5, neginf=-1e5)
+
+
+def all_mean(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """The mean of a tensor across ranks (for logged statistics)."""
+    if info.world_size == 1:
+        return value
+    value = value.detach().clone()
+    dist.all_reduce(value)
+    return value / info.world_size
+
+
+def module_checksum(module: torch.nn.Module) -> float:
+    return float(sum(p.detach().double().sum() for p in module.parameters()))

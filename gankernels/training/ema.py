@@ -1,0 +1,39 @@
+"""The exponential moving average of a generator's weights (NVlabs' G_ema), with their ramp-up."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+
+class EMA:
+    """G_ema = EMA(G, ema_kimg=10, rampup=0.05); G_ema.update(G, cur_nimg, batch_size) after each G step.
+
+    As NVlabs' training loop: the half-life is ema_kimg thousand images, shortened to cur_nimg * rampup early in
+    training (rampup None: no ramp-up), beta = 0.5 ** (batch_size / ema_nimg); parameters are lerped, buffers copied.
+    `module` is the averaged copy (in eval mode, no gradients).
+    """
+
+    def __init__(self, model: torch.nn.Module, ema_kimg: float = 10.0, rampup: float | None = 0.05):
+        if ema_kimg <= 0:
+            raise ValueError(f"ema_kimg must be positive, got {ema_kimg}")
+        if rampup is not None and rampup <= 0:
+            raise ValueError(f"rampup must be positive or None, got {rampup}")
+        self.ema_kimg = float(ema_kimg)
+        self.rampup = rampup
+        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+
+    def beta(self, cur_nimg: int, batch_size: int) -> float:
+        ema_nimg = self.ema_kimg * 1000
+        if self.rampup is not None:
+            ema_nimg = min(ema_nimg, cur_nimg * self.rampup)
+        return 0.5 ** (batch_size / max(ema_nimg, 1e-8))
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, cur_nimg: int, batch_size: int) -> None:
+        beta = self.beta(cur_nimg, batch_size)
+        for p_ema, p in zip(self.module.parameters(), model.parameters(), strict=True):
+            p_ema.copy_(p.detach().lerp(p_ema, beta))
+        for b_ema, b in zip(self.module.buffers(), model.buffers(), strict=True):
+            b_ema.copy_(b.detach())

@@ -1,0 +1,91 @@
+"""What the G/D tasks without StyleGAN2's machinery share (DCGAN, WGAN-GP): two networks, two Adams, one real-image
+stream, a fixed-latent sample grid, and their (de)serialisation."""
+
+from __future__ import annotations
+
+import torch
+
+from . import distributed
+from .data import BatchStream, open_dataset
+from .loop import Task, batch_per_rank
+
+GRID = 64  # images in a sample grid (8 x 8)
+
+
+class GANTask(Task):
+    """Subclasses build self.G, self.D (build_networks), self.z_dim, and implement step()."""
+
+    betas = (0.5, 0.999)
+
+    def build_networks(self) -> tuple[torch.nn.Module, torch.nn.Module]:
+        raise NotImplementedError
+
+    def __init__(self, config, device, dist, training=True):
+        super().__init__(config, device, dist, training)
+        self.batch_gpu = batch_per_rank(config["batch"], dist)
+        self.G, self.D = (net.to(device) for net in self.build_networks())
+        distributed.broadcast_module(self.G, dist)
+        distributed.broadcast_module(self.D, dist)
+        if not training:
+            return
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=config["glr"], betas=self.adam_betas())
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=config["dlr"], betas=self.adam_betas())
+        dataset = open_dataset(config.get("data"), config["resolution"], channels=config["channels"])
+        self.stream = BatchStream(dataset, self.batch_gpu, seed=config["seed"], rank=dist.rank,
+                                  world_size=dist.world_size, device=device)  # fmt: skip
+
+    def adam_betas(self):
+        return self.betas
+
+    def latents(self, n: int) -> torch.Tensor:
+        return torch.randn([n, self.z_dim], device=self.device)
+
+    def optimizer_step(self, opt, net, loss) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        distributed.average_gradients(net.parameters(), self.dist)
+        opt.step()
+
+    def mean(self, value: torch.Tensor) -> float:
+        return float(distributed.all_mean(value.detach(), self.dist))
+
+    def state_dict(self):
+        return {"G": self.G.state_dict(), "D": self.D.state_dict(), "opt_G": self.opt_G.state_dict(),
+                "opt_D": self.opt_D.state_dict(), "stream": self.stream.state_dict()}  # fmt: skip
+
+    def load_state_dict(self, state):
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        if not self.training:
+            return
+        self.opt_G.load_state_dict(state["opt_G"])
+        self.opt_D.load_state_dict(state["opt_D"])
+        self.stream.load_state_dict(state["stream"])
+
+    def networks(self):
+        return {"G": self.G, "D": self.D}
+
+    @torch.no_grad()
+    def sample_grid(self, seeds=None):
+        """G's images (eval mode: BatchNorm uses its running statistics) for one latent per seed (default 0..63)."""
+        seeds = list(range(GRID)) if seeds is None else list(seeds)
+        z = torch.stack([torch.randn([self.z_dim], generator=torch.Generator().manual_seed(s)) for s in seeds])
+        was_training = self.G.training
+        self.G.eval()
+        try:
+            images = torch.cat([self.G(z[i : i + 64].to(self.device)).float().cpu() for i in range(0, len(seeds), 64)])
+        finally:
+            self.G.train(was_training)
+        cols = 8 if len(seeds) >= 64 else max(1, int(len(seeds) ** 0.5 + 0.5))
+        return images.clamp(-1, 1), cols
+
+
+def check_common(config, min_resolution: int) -> None:
+    res = config["resolution"]
+    if res < min_resolution or res & (res - 1):
+        raise ValueError(f"resolution must be a power of two >= {min_resolution}, got {res}")
+    if config["batch"] < 1:
+        raise ValueError(f"batch must be >= 1, got {config['batch']}")
+    for key in ("glr", "dlr"):
+        if not config[key] > 0:
+            raise ValueError(f"{key} must be positive, got {config[key]}")

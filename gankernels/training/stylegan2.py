@@ -1,0 +1,254 @@
+"""StyleGAN2 training as NVlabs' stylegan2-ada-pytorch / stylegan3 (config "stylegan2", no augmentation).
+
+Per iteration, four phases with their own optimizer steps (lazy regularisation, StyleGAN2 appendix B):
+  Gmain  non-saturating logistic loss softplus(-D(G(z))), with style mixing;
+  Greg   every pl_interval (4) iterations: path length, pl_weight (2) * interval, on batch // pl_batch_shrink;
+  Dmain  softplus(D(G(z))) + softplus(-D(x));
+  Dreg   every r1_interval (16) iterations: R1, gamma / 2 * interval;
+then the EMA of G (G_ema). Adam (betas (0, 0.99), eps 1e-8, lr 0.0025) adjusted by mb_ratio for the lazy steps.
+The defaults follow NVlabs' "auto" configuration: gamma = 0.0002 * resolution^2 / batch, ema_kimg = batch * 10 / 32,
+a 2-layer mapping, channel_base 16384 (32768 from 512x512 up), minibatch-std groups of min(4, batch per process).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..models.stylegan2 import Discriminator, Generator
+from ..ops import LazyRegularization, path_length_penalty, r1_penalty
+from . import distributed
+from .data import BatchStream, open_dataset
+from .ema import EMA
+from .loop import Task, batch_per_rank
+
+GRID_SEEDS = 32
+
+
+class StyleGAN2Task(Task):
+    name = "stylegan2"
+    defaults = {
+        "cbase": None,  # channel_base; None: 16384 below 512x512, else 32768
+        "cmax": 512,
+        "map": 2,
+        "z_dim": 512,
+        "w_dim": 512,
+        "gamma": None,  # R1 weight; None: 0.0002 * resolution^2 / batch
+        "glr": 0.0025,
+        "dlr": 0.0025,
+        "mbstd": 4,
+        "ema_kimg": None,  # None: batch * 10 / 32
+        "ema_rampup": 0.05,
+        "r1_interval": 16,
+        "pl_interval": 4,
+        "pl_weight": 2.0,
+        "pl_batch_shrink": 2,
+        "style_mixing": 0.9,
+        "fp16_res": 4,
+        "conv_clamp": 256,
+        "mixed_precision": "float16",  # the dtype of the fp16_res blocks: float16 (CUDA only, NVlabs) or bfloat16
+        "channels_last": False,
+        "channels": 3,
+    }
+
+    @classmethod
+    def add_arguments(cls, p):
+        p.add_argument("--cbase", type=int, help="channel_base (default 16384, 32768 at >= 512x512)")
+        p.add_argument("--cmax", type=int, help="channel_max (default 512)")
+        p.add_argument("--map", type=int, help="mapping network depth (default 2)")
+        p.add_argument("--zdim", dest="z_dim", type=int, help="z dimension (default 512)")
+        p.add_argument("--wdim", dest="w_dim", type=int, help="w dimension (default 512)")
+        p.add_argument("--gamma", type=float, help="R1 weight (default 0.0002 * resolution^2 / batch)")
+        p.add_argument("--glr", type=float, help="G learning rate (default 0.0025)")
+        p.add_argument("--dlr", type=float, help="D learning rate (default 0.0025)")
+        p.add_argument("--mbstd", type=int, help="minibatch-std group size (default 4)")
+        p.add_argument("--ema-kimg", dest="ema_kimg", type=float, help="G_ema half-life in kimg (batch * 10 / 32)")
+        p.add_argument("--r1-interval", dest="r1_interval", type=int, help="lazy R1 interval (default 16)")
+        p.add_argument("--pl-interval", dest="pl_interval", type=int, help="lazy path-length interval (default 4)")
+        p.add_argument("--pl-weight", dest="pl_weight", type=float, help="path-length weight (default 2, 0: off)")
+        p.add_argument("--style-mixing", dest="style_mixing", type=float, help="style-mixing probability (0.9)")
+        p.add_argument("--fp16-res", dest="fp16_res", type=int, help="mixed-precision resolutions (default 4)")
+        p.add_argument(
+            "--precision",
+            dest="mixed_precision",
+            choices=["float16", "bfloat16"],
+            help="dtype of those resolutions: float16 (default; CUDA only) or bfloat16 (any device)",
+        )
+        p.add_argument(
+            "--channels-last",
+            dest="channels_last",
+            action="store_true",
+            default=None,
+            help="every block in channels_last memory format",
+        )
+
+    @classmethod
+    def check_config(cls, config):
+        res, batch = config["resolution"], config["batch"]
+        if res < 4 or res & (res - 1):
+            raise ValueError(f"resolution must be a power of two >= 4, got {res}")
+        for key in ("cmax", "map", "z_dim", "w_dim", "mbstd", "r1_interval", "pl_interval", "pl_batch_shrink"):
+            if int(config[key]) < 1:
+                raise ValueError(f"{key} must be >= 1, got {config[key]}")
+        if config["cbase"] is not None and config["cbase"] < 1:
+            raise ValueError(f"cbase must be >= 1, got {config['cbase']}")
+        for key in ("glr", "dlr"):
+            if not config[key] > 0:
+                raise ValueError(f"{key} must be positive, got {config[key]}")
+        if not 0 <= config["style_mixing"] <= 1:
+            raise ValueError(f"style_mixing must be in [0, 1], got {config['style_mixing']}")
+        if config["pl_weight"] < 0 or (config["gamma"] is not None and config["gamma"] < 0):
+            raise ValueError("pl_weight and gamma must be >= 0")
+        if batch < 1:
+            raise ValueError(f"batch must be >= 1, got {batch}")
+
+    def __init__(self, config, device, dist, training=True):
+        super().__init__(config, device, dist, training)
+        c = config
+        res = c["resolution"]
+        self.batch_gpu = batch_per_rank(c["batch"], dist)
+        self.gamma = c["gamma"] if c["gamma"] is not None else 0.0002 * res**2 / c["batch"]
+        cbase = c["cbase"] or (32768 if res >= 512 else 16384)
+        common = dict(c_dim=0, img_resolution=res, img_channels=c["channels"])
+        precision = dict(mixed_precision=c["mixed_precision"], channels_last=c["channels_last"])
+        self.G = Generator(z_dim=c["z_dim"], w_dim=c["w_dim"], mapping_kwargs={"num_layers": c["map"]},
+                           channel_base=cbase, channel_max=c["cmax"], num_fp16_res=c["fp16_res"],
+                           conv_clamp=c["conv_clamp"], fused_modconv_default="inference_only", **precision,
+                           **common).to(device)  # fmt: skip
+        mbstd = min(c["mbstd"], self.batch_gpu)
+        while self.batch_gpu % mbstd:  # the group size must divide the batch
+            mbstd -= 1
+        self.D = Discriminator(channel_base=cbase, channel_max=c["cmax"], num_fp16_res=c["fp16_res"],
+                               conv_clamp=c["conv_clamp"], epilogue_kwargs={"mbstd_group_size": mbstd},
+                               block_kwargs=precision, **common).to(device)  # fmt: skip
+        distributed.broadcast_module(self.G, dist)
+        distributed.broadcast_module(self.D, dist)
+        ema_kimg = c["ema_kimg"] if c["ema_kimg"] is not None else c["batch"] * 10 / 32
+        self.G_ema = EMA(self.G, ema_kimg=ema_kimg, rampup=c["ema_rampup"])
+        if not training:  # sampling / export: the networks only
+            return
+        self.g_reg = LazyRegularization(c["pl_interval"] if c["pl_weight"] > 0 else None)
+        self.d_reg = LazyRegularization(c["r1_interval"] if self.gamma > 0 else None)
+        self.opt_G = torch.optim.Adam(self.G.parameters(), **self.g_reg.adam_kwargs(c["glr"], eps=1e-8))
+        self.opt_D = torch.optim.Adam(self.D.parameters(), **self.d_reg.adam_kwargs(c["dlr"], eps=1e-8))
+        self.pl_mean = torch.zeros([], device=device)
+        self.nimg = 0
+        dataset = open_dataset(c.get("data"), res, channels=c["channels"])
+        self.stream = BatchStream(dataset, self.batch_gpu, seed=c["seed"], rank=dist.rank,
+                                  world_size=dist.world_size, device=device)  # fmt: skip
+        self.c = torch.zeros([self.batch_gpu, 0], device=device)
+
+    # -- the four phases ----------------------------------------------------------------------------------------
+    def _mapping(self, z):
+        c = self.c[: z.shape[0]]
+        ws = self.G.mapping(z, c)
+        if self.config["style_mixing"] > 0:  # NVlabs: a random cutoff, with probability style_mixing
+            num_ws = ws.shape[1]
+            cutoff = torch.randint(1, num_ws, [], device=ws.device) if num_ws > 1 else torch.tensor(num_ws)
+            cutoff = torch.where(torch.rand([], device=ws.device) < self.config["style_mixing"], cutoff, num_ws)
+            mixed = self.G.mapping(torch.randn_like(z), c, update_emas=False)
+            keep = torch.arange(num_ws, device=ws.device) < cutoff
+            ws = torch.where(keep[None, :, None], ws, mixed)
+        return ws
+
+    def _run_G(self, n):
+        z = torch.randn([n, self.G.z_dim], device=self.device)
+        ws = self._mapping(z)
+        return self.G.synthesis(ws), ws
+
+    def _run_D(self, img):
+        return self.D(img, self.c[: img.shape[0]]).squeeze(1)
+
+    def _optimizer_step(self, opt, net, loss):
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        distributed.average_gradients(net.parameters(), self.dist)
+        opt.step()
+
+    def step(self, step):
+        stats = {}
+        n = self.batch_gpu
+        # Gmain
+        self.D.requires_grad_(False)
+        img, _ = self._run_G(n)
+        loss_G = F.softplus(-self._run_D(img)).mean()
+        self._optimizer_step(self.opt_G, self.G, loss_G)
+        stats["G"] = float(distributed.all_mean(loss_G.detach(), self.dist))
+        # Greg: path length
+        if self.config["pl_weight"] > 0 and self.g_reg.due(step):
+            n_pl = max(n // self.config["pl_batch_shrink"], 1)
+            img, ws = self._run_G(n_pl)
+            penalty, self.pl_mean = path_length_penalty(img, ws, self.pl_mean)
+            loss_pl = penalty.mean() * self.g_reg.gain(self.config["pl_weight"])
+            self._optimizer_step(self.opt_G, self.G, loss_pl)
+            stats["pl"] = float(distributed.all_mean(penalty.mean().detach(), self.dist))
+        self.D.requires_grad_(True)
+        # Dmain
+        self.G.requires_grad_(False)
+        with torch.no_grad():
+            z = torch.randn([n, self.G.z_dim], device=self.device)
+            fake = self.G.synthesis(self.G.mapping(z, self.c[:n], update_emas=True), update_emas=True)
+        real = self.stream.next()
+        loss_fake = F.softplus(self._run_D(fake))
+        loss_real = F.softplus(-self._run_D(real))
+        loss_D = (loss_fake + loss_real).mean()
+        self._optimizer_step(self.opt_D, self.D, loss_D)
+        stats["D"] = float(distributed.all_mean(loss_D.detach(), self.dist))
+        # Dreg: R1 on the reals
+        if self.gamma > 0 and self.d_reg.due(step):
+            real = real.detach().requires_grad_(True)
+            r1 = r1_penalty(self._run_D(real), real)
+            self._optimizer_step(self.opt_D, self.D, r1.mean() * self.d_reg.gain(self.gamma / 2))
+            stats["r1"] = float(distributed.all_mean(r1.mean().detach(), self.dist))
+        self.G.requires_grad_(True)
+        self.nimg += self.config["batch"]
+        self.G_ema.update(self.G, self.nimg, self.config["batch"])
+        return stats
+
+    # -- state -----------------------------------------------------------------------------------------------
+    def state_dict(self):
+        return {"G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.module.state_dict(),
+                "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(), "pl_mean": self.pl_mean,
+                "nimg": self.nimg, "stream": self.stream.state_dict()}  # fmt: skip
+
+    def load_state_dict(self, state):
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        self.G_ema.module.load_state_dict(state["G_ema"])
+        if not self.training:
+            return
+        self.opt_G.load_state_dict(state["opt_G"])
+        self.opt_D.load_state_dict(state["opt_D"])
+        self.pl_mean = state["pl_mean"].to(self.device)
+        self.nimg = int(state["nimg"])
+        self.stream.load_state_dict(state["stream"])
+
+    def networks(self):
+        return {"G": self.G, "D": self.D, "G_ema": self.G_ema.module}
+
+    @torch.no_grad()
+    def sample_grid(self, seeds=None, truncation_psi=1.0, noise_mode="const"):
+        """G_ema's images for `seeds` (default 0 .. 31, fewer at high resolution): one z per seed, as NVlabs'
+        generate.py (z = RandomState(seed).randn(z_dim))."""
+        G = self.G_ema.module
+        if seeds is None:
+            seeds = range(GRID_SEEDS if self.config["resolution"] <= 128 else 16)
+        seeds = list(seeds)
+        images = []
+        for chunk in range(0, len(seeds), 16):
+            z = torch.stack([z_for_seed(s, G.z_dim) for s in seeds[chunk : chunk + 16]]).to(self.device)
+            c = torch.zeros([z.shape[0], 0], device=self.device)
+            images.append(G(z, c, truncation_psi=truncation_psi, noise_mode=noise_mode).float().cpu())
+        images = torch.cat(images)
+        cols = 8 if len(seeds) >= 32 else max(1, int(len(seeds) ** 0.5 + 0.5))
+        return images.clamp(-1, 1), cols
+
+
+def z_for_seed(seed: int, z_dim: int) -> torch.Tensor:
+    """NVlabs' latent for a seed: np.random.RandomState(seed).randn(z_dim), as float32."""
+    import numpy as np
+
+    return torch.from_numpy(np.random.RandomState(seed).randn(z_dim)).float()
+
+
+__all__ = ["StyleGAN2Task", "z_for_seed"]
