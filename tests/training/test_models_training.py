@@ -13,7 +13,10 @@ from gankernels.training import loop, registry
 TINY = {
     "dcgan": (["--resolution", "32", "--batch", "4", "--nz", "8", "--ngf", "4", "--ndf", "4"], 4),
     "wgan-gp": (["--resolution", "8", "--batch", "4", "--zdim", "8", "--width", "8", "--n-critic", "2"], 8),
-    "cyclegan": (["--resolution", "32", "--batch", "1", "--ngf", "4", "--ndf", "4", "--n-blocks", "1", "--pool", "3"], 1),
+    "cyclegan": (
+        ["--resolution", "32", "--batch", "1", "--ngf", "4", "--ndf", "4", "--n-blocks", "1", "--pool", "3"],
+        1,
+    ),
 }
 
 
