@@ -1,4 +1,5 @@
-# make demo: install, build, show what runs where, benchmark.   make test: install, build, test everything.
+# make demo: install, build, show what runs where, train a small StyleGAN2 (~2 min), benchmark.
+# make test: install, build, test everything.
 PY ?= python3
 OUT ?= gpu-out
 NVCC ?= nvcc
@@ -32,6 +33,7 @@ test: build
 
 demo: build
 	$(PY) -m gankernels info
+	PY=$(PY) tools/demo.sh
 	$(PY) -m gankernels bench
 
 bench: build

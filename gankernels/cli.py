@@ -130,6 +130,22 @@ def sample(args) -> int:
     return 0
 
 
+def export(args) -> int:
+    from .models import save_model
+    from .training import loop
+
+    state = loop.read_run(args.run)
+    task = loop.restore_task(state, torch.device("cpu"))
+    nets = task.networks()
+    if args.net is None:
+        args.net = "G_ema" if "G_ema" in nets else next(iter(nets))
+    if args.net not in nets:
+        raise ValueError(f"--net must be one of {', '.join(nets)} for a {state['model']} run, got {args.net!r}")
+    save_model(nets[args.net], args.out, metadata={"gankernels.run_step": str(state["step"])})
+    print(f"wrote {args.out}: {state['model']} {args.net} at step {state['step']}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="gankernels", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -173,6 +189,12 @@ def main(argv=None) -> int:
     p.add_argument("--cols", type=int, help="grid columns")
     p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     p.set_defaults(func=sample)
+
+    p = sub.add_parser("export", help="one network of a run as a safetensors file (gankernels.models.load_model)")
+    p.add_argument("run", help="run directory (or its checkpoint.pt)")
+    p.add_argument("--net", help="which network: G_ema (default when the model has one, else G), D, G_A, ...")
+    p.add_argument("--out", required=True, help=".safetensors file to write")
+    p.set_defaults(func=export)
     args = parser.parse_args(argv)
     if args.command == "train" and not args.resume and args.steps is None and args.kimg is None:
         args.steps = 1000

@@ -93,6 +93,12 @@ def test_cli_train_sample_resume(tmp_path):
     assert img.shape == (24, 16, 3)  # 6 images of 8x8: round(sqrt(6)) = 2 columns, 3 rows
     r = run_cli("train", "stylegan2", "--out", run, "--steps", "2", *TINY_ARGS)
     assert r.returncode == 2 and "--resume" in r.stderr
+    exported = str(tmp_path / "G.safetensors")
+    r = run_cli("export", run, "--out", exported)
+    assert r.returncode == 0 and "G_ema" in r.stdout, r.stderr
+    from gankernels.models import load_model
+
+    assert load_model(exported).img_resolution == 8
     r = run_cli("sample", str(tmp_path / "nothing"), "--out", grid)
     assert r.returncode == 2 and "no checkpoint" in r.stderr
 
