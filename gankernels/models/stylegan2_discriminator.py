@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..nn.layers import Conv2dLayer, FullyConnectedLayer
+from ..ops.minibatch_std import minibatch_std
 from ..ops.upfirdn2d import downsample2d, setup_filter
 from .serialization import exportable
 from .stylegan2_mapping import (
@@ -124,19 +125,7 @@ class MinibatchStdLayer(nn.Module):
 
     def forward(self, x):
         check_shape(x, [None, None, None, None], "x")
-        n, c, h, w = x.shape
-        g = min(self.group_size, n) if self.group_size is not None else n
-        f = self.num_channels
-        if n % g or c % f:
-            raise ValueError(f"x of shape {list(x.shape)}: N must be a multiple of the group size {g} and C of "
-                             f"num_channels={f}")  # fmt: skip
-        y = x.reshape(g, -1, f, c // f, h, w)  # [G, n, F, c, H, W]
-        y = y - y.mean(dim=0)
-        y = y.square().mean(dim=0)  # variance over the group [n, F, c, H, W]
-        y = (y + 1e-8).sqrt()
-        y = y.mean(dim=[2, 3, 4])  # [n, F]
-        y = y.reshape(-1, f, 1, 1).repeat(g, 1, h, w)  # [N, F, H, W]
-        return torch.cat([x, y], dim=1)
+        return minibatch_std(x, self.group_size, self.num_channels)  # fused, twice differentiable (R1)
 
     def extra_repr(self):
         return f"group_size={self.group_size}, num_channels={self.num_channels:d}"

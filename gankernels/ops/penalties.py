@@ -6,9 +6,15 @@ parameters. Both passes run on gankernels' ops, whose backward passes are differ
 backend. The inner gradient runs under no_weight_gradients() (as NVlabs' StyleGAN2Loss): the convolutions skip their
 weight gradient there, which that gradient does not need.
 
-WGAN-GP is split into two pieces that fused kernels can later replace without changing the API: the per-sample
-interpolation (`wgan_gp_interpolate`, one torch.lerp) and the per-sample norm-and-penalty reduction, the custom op
-`gankernels::gradient_penalty` whose backward is written in differentiable torch ops (any order).
+WGAN-GP is split into two pieces, each with fused Triton kernels on the "triton" backend (see `resolve_backend`):
+
+- the per-sample interpolation `wgan_gp_interpolate`: custom op `gankernels::wgan_gp_interpolate` (one kernel: one
+  read of real and fake, one write), its backward in differentiable torch ops; elsewhere one torch.lerp.
+- the per-sample norm and penalty `gradient_penalty`: custom op `gankernels::gradient_norm_penalty` (a two-stage
+  reduction giving the penalty and the norm, which its backward reuses) and its backward op
+  `gankernels::gradient_norm_penalty_backward` (one elementwise kernel: read g, write dg), whose own backward is
+  autograd through the reference formula (any order). Elsewhere the custom op `gankernels::gradient_penalty` computes
+  it in torch ops, its backward too (any order); the "ref" backend runs the plain formula.
 """
 
 from __future__ import annotations
@@ -20,8 +26,62 @@ import torch
 
 from .. import backend as _backend
 from ..reference import penalties as ref
-from ._common import check_float_tensor, check_real, check_same
+from ._common import call, check_float_tensor, check_real, check_same, dense, eager_function, kernels
 from .conv2d import no_weight_gradients
+
+OP = "penalties"  # the backend op name: kernels in gankernels.triton.penalties
+
+
+def resolve_backend(device_type: str) -> str:
+    """The backend that runs WGAN-GP's interpolation and gradient penalty on `device_type` tensors: "triton" (the
+    fused kernels), "ref" (the plain formulas) or "torch" (torch ops inside a custom op, as before the kernels).
+
+    A forced "triton" or "ref" (gankernels.set_backend / use_backend / GANKERNELS_BACKEND) is honoured (RuntimeError
+    when triton cannot run here); a forced "cpu" or "cuda" (no kernels of these ops there) takes the torch ops.
+    Automatic: triton on CUDA tensors when it is available, else the torch ops. No GPU measurement of these ops yet;
+    the rule follows passes over memory. For fp32 NCHW gradients the torch penalty reads g once forward and twice
+    backward (the norm again, then g * scale) plus a write and ~8 launches on [N]; float16 / bfloat16 (the .to()) and
+    channels_last (the reshape) add a copy of g to each. The fused ops read g once forward, once backward and write
+    dg: no copies in any layout or dtype. The interpolation ties with torch.lerp (3 streams either way); it follows
+    the same rule so that a WGAN-GP step runs on one backend.
+    """
+    forced = _backend.get_backend()
+    if forced in ("ref", "triton"):
+        why = _backend.why_unavailable(forced, OP, device_type)
+        if why is not None:
+            raise RuntimeError(f"backend {forced!r} cannot run WGAN-GP's kernels on {device_type} tensors: {why}")
+        return forced
+    if forced is None and device_type == "cuda" and _backend.why_unavailable("triton", OP, "cuda") is None:
+        return "triton"
+    return "torch"
+
+
+def _samples_dense(t: torch.Tensor) -> bool:
+    """Whether each sample of t [N, ...] is one dense block of numel / N consecutive elements in memory (NCHW,
+    channels_last, any order of the non-batch dimensions): what the kernels index without a copy."""
+    dims = sorted((t.stride(d), t.shape[d]) for d in range(1, t.dim()) if t.shape[d] != 1)
+    expected = 1
+    for stride, size in dims:
+        if stride != expected:
+            return False
+        expected *= size
+    return t.shape[0] == 1 or t.stride(0) == expected
+
+
+def _by_sample(t: torch.Tensor) -> torch.Tensor:
+    """t itself when its samples are dense blocks, else a dense copy in its memory format."""
+    return t if _samples_dense(t) else dense(t)
+
+
+def _same_layout(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether a and b (one shape) have equal strides along every dimension of size > 1."""
+    return all(a.stride(d) == b.stride(d) for d in range(a.dim()) if a.shape[d] > 1)
+
+
+def _empty_by_sample(t: torch.Tensor) -> torch.Tensor:
+    """An empty tensor of t's shape and dtype with _by_sample(t)'s strides."""
+    return torch.empty_like(t) if _samples_dense(t) else torch.empty_like(dense(t))
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # Per-sample norm and penalty: [N, ...] -> [N]
@@ -51,27 +111,221 @@ def _gradient_penalty_backward(ctx, dp):
 _gradient_penalty_op.register_autograd(_gradient_penalty_backward, setup_context=_gradient_penalty_setup)
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# The fused ops (triton backend): (penalty, norm) from a two-stage reduction, and the gradient from the saved norm.
+
+
+def _norm_dtype(grads: torch.Tensor) -> torch.dtype:
+    return ref.compute_dtype(grads.dtype)
+
+
+def _gradient_norm_penalty_impl(
+    grads: torch.Tensor, center: float, one_sided: bool, backend: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    if backend == "ref":
+        return ref.gradient_norm_penalty(grads, center, one_sided)
+    grads = _by_sample(grads)
+    p = grads.new_empty([grads.shape[0]], dtype=_norm_dtype(grads))
+    norm = torch.empty_like(p)
+    if grads.numel():
+        kernels(backend, OP).gradient_penalty_forward(grads, p, norm, center, one_sided)
+    else:  # no elements: norm 0
+        norm.zero_()
+        p.copy_(ref.penalty_of_norm(norm, center, one_sided))
+    return p, norm
+
+
+_gradient_norm_penalty_op = torch.library.custom_op(
+    "gankernels::gradient_norm_penalty", _gradient_norm_penalty_impl, mutates_args=()
+)
+
+
+@_gradient_norm_penalty_op.register_fake
+def _(grads, center, one_sided, backend):
+    p = grads.new_empty([grads.shape[0]], dtype=_norm_dtype(grads))
+    return p, torch.empty_like(p)
+
+
+def _gradient_norm_penalty_setup(ctx, inputs, output):
+    grads, center, one_sided, backend = inputs
+    ctx.save_for_backward(grads, output[1])
+    ctx.params = (center, one_sided, backend)
+    ctx.set_materialize_grads(False)  # the norm's gradient is usually None: no work for it
+
+
+def _gradient_norm_penalty_backward(ctx, dp, dnorm):
+    grads, norm = ctx.saved_tensors
+    dg = None
+    if ctx.needs_input_grad[0] and (dp is not None or dnorm is not None):
+        dg = call(_gradient_norm_penalty_backward_op, _GradientNormPenaltyBackwardFn, dp, dnorm, grads, norm,
+                  *ctx.params, ctx=ctx)  # fmt: skip
+    return dg, None, None, None
+
+
+_gradient_norm_penalty_op.register_autograd(_gradient_norm_penalty_backward, setup_context=_gradient_norm_penalty_setup)
+_GradientNormPenaltyFn = eager_function(
+    "_GradientNormPenaltyFn", _gradient_norm_penalty_impl, _gradient_norm_penalty_setup, _gradient_norm_penalty_backward
+)
+
+
+def _gradient_norm_penalty_backward_impl(
+    dp: torch.Tensor | None,
+    dnorm: torch.Tensor | None,
+    grads: torch.Tensor,
+    norm: torch.Tensor,
+    center: float,
+    one_sided: bool,
+    backend: str,
+) -> torch.Tensor:
+    grads = _by_sample(grads)
+    dg = torch.empty_like(grads)
+    if backend == "ref":
+        return dg.copy_(ref.gradient_norm_penalty_grad(dp, dnorm, grads, norm, center, one_sided))
+    if grads.numel():
+        cd = _norm_dtype(grads)
+        dp, dnorm = (None if t is None else t.to(cd).contiguous() for t in (dp, dnorm))
+        kernels(backend, OP).gradient_penalty_backward(dp, dnorm, grads, norm.contiguous(), dg, center, one_sided)
+    return dg
+
+
+_gradient_norm_penalty_backward_op = torch.library.custom_op(
+    "gankernels::gradient_norm_penalty_backward", _gradient_norm_penalty_backward_impl, mutates_args=()
+)
+
+
+@_gradient_norm_penalty_backward_op.register_fake
+def _(dp, dnorm, grads, norm, center, one_sided, backend):
+    return _empty_by_sample(grads)
+
+
+def _gradient_norm_penalty_backward_setup(ctx, inputs, output):
+    ctx.save_for_backward(*inputs[:4])
+    ctx.params = inputs[4:6]  # center, one_sided
+    ctx.set_materialize_grads(False)
+
+
+def _gradient_norm_penalty_backward_backward(ctx, gdg):
+    """Gradients of <gdg, gradient_norm_penalty_grad(dp, dnorm, grads, norm)> with respect to the four tensors, by
+    autograd through the reference formula (differentiable again: any order). The norm is an input here: its own
+    gradient reaches grads through the forward op's second output."""
+    saved = ctx.saved_tensors
+    wanted = [i for i in range(4) if ctx.needs_input_grad[i] and saved[i] is not None]
+    grads = [None] * 4
+    if gdg is not None and wanted:
+        create_graph = torch.is_grad_enabled()  # inside a backward: whether that backward builds a graph
+        with torch.enable_grad():
+            # differentiate through an alias (view_as) of a tensor in the graph, so that autograd does not follow it
+            # back (norm to grads) nor free the graph beyond; the rest through a fresh leaf
+            inputs = list(saved)
+            for i in wanted:
+                t = inputs[i]
+                inputs[i] = t.view_as(t) if t.requires_grad else t.detach().requires_grad_(True)
+            out = ref.gradient_norm_penalty_grad(*inputs, *ctx.params)
+            found = torch.autograd.grad(out, [inputs[i] for i in wanted], gdg, create_graph=create_graph,
+                                        allow_unused=True)  # fmt: skip
+        for i, gi in zip(wanted, found, strict=True):
+            grads[i] = torch.zeros_like(saved[i]) if gi is None else gi
+    return (*grads, None, None, None)
+
+
+_gradient_norm_penalty_backward_op.register_autograd(
+    _gradient_norm_penalty_backward_backward, setup_context=_gradient_norm_penalty_backward_setup
+)
+_GradientNormPenaltyBackwardFn = eager_function(
+    "_GradientNormPenaltyBackwardFn",
+    _gradient_norm_penalty_backward_impl,
+    _gradient_norm_penalty_backward_setup,
+    _gradient_norm_penalty_backward_backward,
+)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Interpolation (triton backend): x_hat = lerp(fake, real, eps[n]) in one kernel; the backward in torch ops.
+
+
+def _interpolate_impl(real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor, backend: str) -> torch.Tensor:
+    real = _by_sample(real)
+    out = torch.empty_like(real)
+    if backend == "ref":
+        return out.copy_(ref.interpolate(real, fake, eps.reshape(ref.eps_shape(real))))
+    if out.numel():
+        if not _same_layout(fake, real):
+            fake = torch.empty_like(real).copy_(fake)
+        kernels(backend, OP).interpolate_forward(real, fake, eps.to(real.dtype).contiguous(), out)
+    return out
+
+
+_interpolate_op = torch.library.custom_op("gankernels::wgan_gp_interpolate", _interpolate_impl, mutates_args=())
+
+
+@_interpolate_op.register_fake
+def _(real, fake, eps, backend):
+    return _empty_by_sample(real)
+
+
+def _interpolate_setup(ctx, inputs, output):
+    real, fake, eps, backend = inputs
+    needs_eps = ctx.needs_input_grad[2]
+    ctx.save_for_backward(real if needs_eps else None, fake if needs_eps else None, eps)
+    ctx.set_materialize_grads(False)
+
+
+def _interpolate_backward(ctx, dx):
+    real, fake, eps = ctx.saved_tensors
+    if dx is None:
+        return None, None, None, None
+    w = eps.reshape(ref.eps_shape(dx)).to(dx.dtype)
+    needs = ctx.needs_input_grad
+    dreal = dx * w if needs[0] else None  # x = w real + (1 - w) fake
+    dfake = dx * (1 - w) if needs[1] else None
+    deps = (dx * (real - fake)).reshape(dx.shape[0], -1).sum(1).to(eps.dtype) if needs[2] else None
+    return dreal, dfake, deps, None
+
+
+_interpolate_op.register_autograd(_interpolate_backward, setup_context=_interpolate_setup)
+_InterpolateFn = eager_function("_InterpolateFn", _interpolate_impl, _interpolate_setup, _interpolate_backward)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Public API of the two pieces
+
+
 def gradient_penalty(grads, center=1.0, one_sided=False):
     """Per-sample (||g_n|| - center)^2, or max(0, ||g_n|| - center)^2 when one_sided (default False).
 
     grads: [N, ...] (N >= 1), the L2 norm taken over every dimension but the first; center default 1.0. Returns [N]
-    (float32 for float16 / bfloat16 grads). Differentiable to any order; the gradient at ||g_n|| = 0 is 0.
+    (float32 for float16 / bfloat16 grads). Differentiable to any order. The norm has no derivative at g_n = 0: the
+    gradient there is defined as 0 (the subgradient torch's norm takes), so a zero gradient sample contributes its
+    penalty center^2 but no gradient. On the triton backend, grads in any layout whose samples are dense blocks
+    (NCHW, channels_last, ...) are read in place and the gradient keeps that layout.
     """
     check_float_tensor(grads, "grads")
     if grads.dim() == 0 or grads.shape[0] == 0:
         raise ValueError(f"grads must be [N, ...] with N >= 1, got shape {list(grads.shape)}")
     center = check_real(center, "center")
     one_sided = _check_bool(one_sided, "one_sided")
-    if _backend.get_backend() == "ref":
+    name = resolve_backend(grads.device.type)
+    if name == "ref":
         return ref.gradient_penalty(grads, center, one_sided)
-    return _gradient_penalty_op(grads, center, one_sided)
+    if name == "torch":
+        return _gradient_penalty_op(grads, center, one_sided)
+    p, _ = call(_gradient_norm_penalty_op, _GradientNormPenaltyFn, _by_sample(grads), center, one_sided, name)
+    return p
 
 
 def wgan_gp_interpolate(real, fake, eps):
     """x_hat = eps * real + (1 - eps) * fake, one eps per sample. real, fake: [N, ...]; eps: [N] or [N, 1, ..., 1].
-    Returns [N, ...] in real's dtype. (One torch.lerp kernel, differentiable as torch.lerp.)"""
+    Returns [N, ...] in real's dtype (and real's memory layout on the triton backend). One fused kernel on the triton
+    backend, one torch.lerp elsewhere; differentiable (any order) with respect to real, fake and eps."""
     eps = _check_real_fake_eps(real, fake, eps)
-    return ref.interpolate(real, fake, eps)
+    return _interpolate(real, fake, eps, resolve_backend(real.device.type))
+
+
+def _interpolate(real, fake, eps, name):
+    """wgan_gp_interpolate on backend `name`, eps: [N, 1, ..., 1] in real's dtype."""
+    if name != "triton":
+        return ref.interpolate(real, fake, eps)
+    return call(_interpolate_op, _InterpolateFn, real, fake, eps.reshape(real.shape[0]), name)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -102,8 +356,9 @@ def wgan_gp_penalty(critic, real, fake, weight=10.0, center=1.0, eps=None, one_s
     if eps is None:
         eps = torch.rand(ref.eps_shape(real), dtype=real.dtype, device=real.device)
     eps = eps.detach()
+    name = resolve_backend(real.device.type)
     with torch.enable_grad():
-        x_hat = ref.interpolate(real.detach(), fake.detach(), eps).requires_grad_(True)
+        x_hat = _interpolate(real.detach(), fake.detach(), eps, name).requires_grad_(True)
         out = critic(x_hat)
         _check_per_sample(out, real.shape[0])
         grads = _input_gradient(out, x_hat, no_weight_grad, "critic's output", "its input")

@@ -3,7 +3,8 @@
 The plain formulas, written as the papers' and NVlabs' training code write them: torch.autograd.grad with
 create_graph=True, no no_weight_gradients(), no argument checks (gankernels.ops validates). `interpolate` and
 `gradient_penalty` (with `gradient_penalty_backward`) are the two pieces of WGAN-GP that gankernels.ops runs as
-separate ops, so that fused kernels can replace them.
+separate ops; `gradient_norm_penalty` and `gradient_norm_penalty_grad` are the formulas of the fused kernels'
+ops, which also return the norm (what their backward reuses).
 """
 
 from __future__ import annotations
@@ -47,6 +48,44 @@ def gradient_penalty_backward(dp: torch.Tensor, grads: torch.Tensor, center: flo
     nonzero = norm > 0
     scale = torch.where(nonzero, 2 * d / torch.where(nonzero, norm, torch.ones_like(norm)), torch.zeros_like(norm))
     return (scale * dp.reshape(-1, 1).to(g.dtype) * g).reshape(grads.shape).to(grads.dtype)
+
+
+def penalty_of_norm(norm: torch.Tensor, center: float, one_sided: bool) -> torch.Tensor:
+    """(norm - center)^2, or max(0, norm - center)^2 when one_sided."""
+    d = norm - center
+    return (d.clamp(min=0) if one_sided else d).square()
+
+
+def gradient_norm_penalty(grads: torch.Tensor, center: float, one_sided: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(penalty [N], norm [N]): gradient_penalty(grads, center, one_sided) and the per-sample L2 norm it is made of,
+    both in float32 for float16 / bfloat16 grads."""
+    norm = grads.to(compute_dtype(grads.dtype)).reshape(grads.shape[0], -1).norm(dim=1)
+    return penalty_of_norm(norm, center, one_sided), norm
+
+
+def gradient_norm_penalty_grad(
+    dp: torch.Tensor | None,
+    dnorm: torch.Tensor | None,
+    grads: torch.Tensor,
+    norm: torch.Tensor,
+    center: float,
+    one_sided: bool,
+) -> torch.Tensor:
+    """The gradient of <dp, penalty> + <dnorm, norm> (gradient_norm_penalty's outputs) with respect to grads, with
+    `norm` the saved per-sample norm taken as an independent input: g_n * (2 dp_n d_n + dnorm_n) / norm_n, d_n =
+    norm_n - center (clamped at 0 when one_sided), and 0 where norm_n = 0. dp, dnorm: [N] or None (zero).
+    Returns grads' shape and dtype; differentiable (in torch ops) with respect to dp, dnorm, grads and norm."""
+    cd = compute_dtype(grads.dtype)
+    norm = norm.to(cd)
+    coef = torch.zeros_like(norm)
+    if dp is not None:
+        d = norm - center
+        coef = coef + 2 * dp.to(cd) * (d.clamp(min=0) if one_sided else d)
+    if dnorm is not None:
+        coef = coef + dnorm.to(cd)
+    nonzero = norm > 0
+    scale = torch.where(nonzero, coef / torch.where(nonzero, norm, torch.ones_like(norm)), torch.zeros_like(norm))
+    return (grads.to(cd) * scale.reshape(eps_shape(grads))).to(grads.dtype)
 
 
 def wgan_gp_penalty(critic, real, fake, weight=10.0, center=1.0, eps=None, one_sided=False):

@@ -1,5 +1,6 @@
 """WGAN-GP, R1 and path-length penalties on every backend against plain-PyTorch formulas in float64 (values and the
-gradients of every parameter), the per-sample penalty op, lazy regularisation, and bad input."""
+gradients of every parameter), the per-sample penalty op, WGAN-GP's fused kernels (triton, interpreted on CPU) and
+their ops, lazy regularisation, and bad input."""
 
 import importlib
 import math
@@ -9,6 +10,7 @@ import torch
 
 import gankernels
 import gankernels.nn as gnn
+from gankernels import backend as gk_backend
 from gankernels import ops
 from gankernels.reference import bias_act as ref_bias_act
 from gankernels.reference import conv2d as ref_conv2d
@@ -17,6 +19,7 @@ from gankernels.reference.modulated_conv2d import modulated_conv2d as ref_modula
 from tests.conftest import backends_for
 
 conv_module = importlib.import_module("gankernels.ops.conv2d")
+penalties_module = importlib.import_module("gankernels.ops.penalties")
 BACKENDS = ["ref"] + [b for b in backends_for("bias_act", "cpu") if b in backends_for("upfirdn2d", "cpu")]
 N = 3
 
@@ -239,6 +242,208 @@ def test_gradient_penalty_op_registration_and_edge_cases():
     assert p.dtype == torch.float32 and torch.autograd.grad(p.sum(), half)[0].dtype == torch.float16
     with gankernels.use_backend("ref"):
         assert "gankernels" not in type(ops.gradient_penalty(g).grad_fn).__name__.lower()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The fused WGAN-GP kernels (triton backend; interpreted on CPU) and the reference twins of their ops
+
+needs_triton = pytest.mark.skipif(
+    gk_backend.why_unavailable("triton", "penalties", "cpu") is not None, reason="triton cannot run on CPU here"
+)
+FUSED = ["ref", pytest.param("triton", marks=needs_triton)]
+# max |y - y64| <= atol + rtol |y64|, y64 computed in float64 from the same (rounded) inputs
+TOLERANCE = {
+    torch.float64: (1e-12, 1e-12),
+    torch.float32: (1e-5, 1e-5),
+    torch.float16: (2e-3, 2e-3),
+    torch.bfloat16: (2e-2, 2e-2),
+}
+LAYOUTS = [((3, 2, 5, 7), False), ((3, 2, 5, 7), True), ((1, 3, 4, 4), True), ((2, 37), False)]
+
+
+def close_to(y, y64, dtype):
+    atol, rtol = TOLERANCE[dtype]
+    assert not torch.isnan(y).any()
+    err = (y.double() - y64).abs() - rtol * y64.abs()
+    assert err.max().item() <= atol, f"max error {(y.double() - y64).abs().max().item():.3g}"
+
+
+def sample(shape, dtype=torch.float64, channels_last=False, seed=0, scale=1.0):
+    x = (randn(*shape, seed=seed) * scale).to(dtype)
+    return x.to(memory_format=torch.channels_last) if channels_last else x
+
+
+@pytest.fixture
+def small_tiles(monkeypatch):
+    """Tiles of 4 elements, 2 per program: the reduction takes its two-stage (multi-chunk) path."""
+    import gankernels.triton.penalties as kernels
+
+    monkeypatch.setattr(kernels, "MAX_BLOCK", 4)
+    monkeypatch.setattr(kernels, "TILES", 2)
+
+
+@pytest.mark.parametrize("backend", FUSED)
+@pytest.mark.parametrize("dtype", list(TOLERANCE))
+@pytest.mark.parametrize("shape,channels_last", LAYOUTS)
+@pytest.mark.parametrize("center,one_sided", [(1.5, False), (4.0, True)])
+def test_fused_gradient_penalty(backend, dtype, shape, channels_last, center, one_sided):
+    """Penalty and gradient (layout kept) against float64; norms around 4: one-sided cases are mixed."""
+    g = sample(shape, dtype, channels_last, scale=4 / math.prod(shape[1:]) ** 0.5).requires_grad_(True)
+    dp = torch.linspace(-1, 2, shape[0], dtype=torch.float64)
+    with gankernels.use_backend(backend):
+        p = ops.gradient_penalty(g, center, one_sided)
+        (dg,) = torch.autograd.grad(p, g, dp.to(p.dtype))
+    g64 = g.detach().double().requires_grad_(True)
+    p64 = ref.gradient_penalty(g64, center, one_sided)
+    (dg64,) = torch.autograd.grad(p64, g64, dp)
+    assert p.dtype == ref.compute_dtype(dtype) and dg.dtype == dtype
+    assert dg.stride() == g.stride() or backend == "ref"  # the kernels keep any layout without a copy
+    close_to(p, p64, dtype)
+    close_to(dg, dg64, dtype)
+
+
+@needs_triton
+@pytest.mark.parametrize("shape", [(3, 2, 5, 7), (2, 1, 1, 3), (1, 65)])
+def test_fused_gradient_penalty_two_stage(small_tiles, shape):
+    g = sample(shape, seed=1).requires_grad_(True)
+    with gankernels.use_backend("triton"):
+        p = ops.gradient_penalty(g, 2.0)
+        (dg,) = torch.autograd.grad(p.sum(), g)
+    assert_close(p, ref.gradient_penalty(g, 2.0))
+    assert_close(dg, torch.autograd.grad(ref.gradient_penalty(g, 2.0).sum(), g)[0])
+
+
+@pytest.mark.parametrize("backend", FUSED)
+def test_fused_gradient_penalty_zero_norm_and_layouts(backend):
+    """||g_n|| = 0: penalty center^2 (0 one-sided), gradient defined as 0. Any order of the non-batch dimensions runs
+    without a copy; other strides (a slice) through a dense copy."""
+    g = torch.cat([torch.zeros(1, 2, 3, 4, dtype=torch.float64), randn(2, 2, 3, 4)]).requires_grad_(True)
+    with gankernels.use_backend(backend):
+        for one_sided, want in ((False, 2.25), (True, 0.0)):
+            p = ops.gradient_penalty(g, 1.5, one_sided)
+            (dg,) = torch.autograd.grad(p.sum(), g)
+            assert p[0].item() == want and not dg[0].any() and dg[1:].abs().sum() > 0
+            assert_close(p, ref.gradient_penalty(g, 1.5, one_sided))
+        for view in (g.permute(0, 3, 1, 2), g.transpose(1, 3), g[:, :, 1:], g[:, ::2]):
+            p = ops.gradient_penalty(view)
+            (dg,) = torch.autograd.grad(p.sum(), g)
+            assert_close(p, ref.gradient_penalty(view))
+            assert_close(dg, torch.autograd.grad(ref.gradient_penalty(view).sum(), g)[0])
+    dense_views = (g, g.permute(0, 3, 1, 2), g.transpose(1, 3), g[1:], g[:1, :1])
+    assert all(penalties_module._samples_dense(v) for v in dense_views)
+    not_dense = (g[:, :, 1:], g[:, ::2], g.transpose(0, 1), randn(3, 1, 4)[:, :, :1])
+    assert not any(penalties_module._samples_dense(v) for v in not_dense)
+
+
+@pytest.mark.parametrize("backend", FUSED)
+@pytest.mark.parametrize(
+    "center,one_sided,channels_last", [(1.0, False, False), (0.0, False, True), (2.5, True, False)]
+)
+def test_fused_gradient_penalty_gradcheck(backend, center, one_sided, channels_last):
+    g = sample((3, 2, 1, 3), channels_last=channels_last, seed=10).requires_grad_(True)  # norms about 2.5
+    with gankernels.use_backend(backend):
+        fn = lambda g: ops.gradient_penalty(g, center, one_sided)
+        assert torch.autograd.gradcheck(fn, (g,))
+        assert torch.autograd.gradgradcheck(fn, (g,))
+
+
+@pytest.mark.parametrize("backend", FUSED)
+def test_fused_gradient_norm_output(backend):
+    """The norm (second output, what the backward reuses) is differentiable too: d||g|| / dg = g / ||g||, any order."""
+    op = torch.ops.gankernels.gradient_norm_penalty
+    g = randn(2, 3, 2, seed=11, grad=True)
+    p, norm = op(g, 0.5, False, backend)
+    assert_close(norm, g.detach().flatten(1).norm(dim=1))
+    assert_close(p, (norm - 0.5).square())
+    (dg,) = torch.autograd.grad((norm * torch.tensor([2.0, -1.0], dtype=torch.float64)).sum(), g)
+    weights = torch.tensor([2.0, -1.0], dtype=torch.float64).reshape(2, 1, 1)
+    assert_close(dg, g.detach() / norm.detach().reshape(2, 1, 1) * weights)
+    fn = lambda g: torch.stack(op(g, 0.5, False, backend))
+    assert torch.autograd.gradcheck(fn, (g,)) and torch.autograd.gradgradcheck(fn, (g,))
+
+
+@pytest.mark.parametrize("backend", FUSED)
+def test_fused_penalty_opcheck(backend):
+    g = randn(3, 2, 3, seed=12, grad=True)
+    p, norm = torch.ops.gankernels.gradient_norm_penalty(g, 1.0, False, backend)
+    torch.library.opcheck(torch.ops.gankernels.gradient_norm_penalty, (g, 1.0, False, backend))
+    torch.library.opcheck(torch.ops.gankernels.gradient_norm_penalty, (g, 2.0, True, backend))
+    bwd = torch.ops.gankernels.gradient_norm_penalty_backward
+    dp, dnorm = randn(3, seed=13, grad=True), randn(3, seed=14, grad=True)
+    for args in ((dp, None), (None, dnorm), (dp, dnorm)):
+        torch.library.opcheck(bwd, (*args, g, norm.detach().requires_grad_(True), 1.0, True, backend))
+
+
+@pytest.mark.parametrize("backend", FUSED)
+@pytest.mark.parametrize("dtype", list(TOLERANCE))
+@pytest.mark.parametrize("shape,channels_last", LAYOUTS)
+def test_fused_interpolate(backend, dtype, shape, channels_last):
+    real, fake = sample(shape, dtype, channels_last, seed=15), sample(shape, dtype, seed=16)  # fake: NCHW
+    eps = torch.tensor([0.0, 1.0, 0.3][: shape[0]], dtype=dtype)  # 0 and 1 give fake and real exactly
+    with gankernels.use_backend(backend):
+        x = ops.wgan_gp_interpolate(real, fake, eps)
+    e = eps.double().reshape(ref.eps_shape(real))
+    close_to(x, e * real.double() + (1 - e) * fake.double(), dtype)
+    assert x.dtype == dtype and torch.equal(x[0], fake[0])
+    if shape[0] > 1:
+        assert torch.equal(x[1], real[1])
+    if backend == "triton":
+        assert x.stride() == real.stride()
+
+
+@pytest.mark.parametrize("backend", FUSED)
+def test_fused_interpolate_gradcheck_and_opcheck(backend):
+    """Differentiable with respect to real, fake and eps, to any order."""
+    real, fake = randn(3, 2, 1, 3, seed=17, grad=True), randn(3, 2, 1, 3, seed=18, grad=True)
+    eps = torch.rand(3, dtype=torch.float64, requires_grad=True)
+    with gankernels.use_backend(backend):
+        for e in (eps, eps.reshape(3, 1, 1, 1)):
+            assert torch.autograd.gradcheck(ops.wgan_gp_interpolate, (real, fake, e))
+            assert torch.autograd.gradgradcheck(ops.wgan_gp_interpolate, (real, fake, e))
+    op = torch.ops.gankernels.wgan_gp_interpolate
+    torch.library.opcheck(op, (real, fake, eps, backend))
+    torch.library.opcheck(op, (real.detach(), fake.detach().to(memory_format=torch.channels_last), eps, backend))
+
+
+@needs_triton
+@pytest.mark.parametrize("channels_last,one_sided", [(False, False), (True, True)])
+def test_fused_wgan_gp_equals_ref(monkeypatch, channels_last, one_sided):
+    """A whole WGAN-GP penalty through the critic on the triton backend (fused interpolation, penalty and its
+    gradient) equals the reference backend: value and every critic parameter's gradient, float64."""
+    import gankernels.triton.penalties as kernels
+
+    calls = []
+    for name in ("interpolate_forward", "gradient_penalty_forward", "gradient_penalty_backward"):
+        original = getattr(kernels, name)
+        monkeypatch.setattr(kernels, name, lambda *a, _f=original, _n=name: calls.append(_n) or _f(*a))
+    critic, real, fake, eps, center = wgan_gp_case()
+    if channels_last:
+        real, fake = real.to(memory_format=torch.channels_last), fake.to(memory_format=torch.channels_last)
+    params = list(critic.parameters())
+    results = {}
+    for backend in ("ref", "triton"):
+        with gankernels.use_backend(backend):
+            value = ops.wgan_gp_penalty(critic, real, fake, weight=3.0, center=center, eps=eps, one_sided=one_sided)
+            results[backend] = value, grad(value, params)
+    assert calls == ["interpolate_forward", "gradient_penalty_forward", "gradient_penalty_backward"]
+    assert_close(results["triton"][0], results["ref"][0])
+    for g, w in zip(results["triton"][1], results["ref"][1], strict=True):
+        assert_close(g, w)
+
+
+def test_penalties_dispatch():
+    """triton: the fused ops; cpu / cuda / automatic on CPU tensors: torch ops in gankernels::gradient_penalty; ref: the
+    plain formula."""
+    g = randn(2, 3, seed=19, grad=True)
+    names = {}
+    for backend in [None, "ref"] + backends_for("bias_act", "cpu"):
+        with gankernels.use_backend(backend):
+            names[backend] = type(ops.gradient_penalty(g).grad_fn).__name__
+            want = {"triton": "triton", "ref": "ref"}.get(backend, "torch")
+            assert penalties_module.resolve_backend("cpu") == want
+    assert "GradientNormPenalty" in names.get("triton", "GradientNormPenalty")
+    assert all("GradientNormPenalty" not in n for b, n in names.items() if b != "triton")
+    assert "gankernels" not in names["ref"].lower() and "Pow" in names["ref"]
 
 
 # ----------------------------------------------------------------------------------------------------------------
