@@ -4,12 +4,19 @@ A `Case` is one op at one shape, dtype, layout and mode ("fwd", "fwd+bwd"). `run
 implementation of it in one run: "eager" (the `ref` backend: plain PyTorch), "compile" (torch.compile of that
 eager code) and each kernel backend that can run here, and reports time, speedups over eager and compile, and
 effective bandwidth (minimal bytes / time) as a fraction of the copy bandwidth measured on the same device.
-GPU times are medians of CUDA-event timings; CPU times are medians of wall-clock timings.
+GPU times are medians of CUDA-event timings; CPU times are medians of wall-clock timings. On CUDA every row also
+records the peak memory allocated while it ran (torch.cuda.max_memory_allocated, reset before).
+
+Whole-step cases (penalties.py, models.py: a critic step, a training iteration) are `stateful`: each implementation
+gets its own fresh state (networks, optimizers) from make_inputs; "eager" is the same step under the `ref` backend
+(eager=None), "ours" the automatic backend choice (backends=(AUTO,)), and "compile" their own `compiled` callable
+(torch.compile applied to the parts it can run, named in `compiled_parts`) or n/a with the reason (`compile_na`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import importlib
 import json
 import platform
@@ -21,7 +28,9 @@ import torch
 
 from .. import backend as _backend
 
-OPS = ("bias_act", "upfirdn2d")  # modules gankernels.bench.<op> that define cases(device, quick)
+# modules gankernels.bench.<op> that define cases(device, quick)
+OPS = ("bias_act", "upfirdn2d", "penalties", "models")
+AUTO = "auto"  # in Case.backends: the automatic backend choice, reported as impl "ours"
 
 
 @dataclasses.dataclass
@@ -30,10 +39,20 @@ class Case:
     name: str  # e.g. "lrelu+clamp [16,256,64,64] fp32 NCHW fwd"
     make_inputs: Callable[[], tuple]  # fresh inputs, on the device
     run: Callable[..., object]  # run(*inputs): the timed region on gankernels ops (the harness picks the backend)
-    eager: Callable[..., object]  # the plain-PyTorch version of the same region (compiled for "compile")
-    bytes: int  # minimal bytes moved: every input read once, every output written once
+    eager: Callable[..., object] | None  # the plain-PyTorch version of the same region (compiled for "compile");
+    # None: `run` under the ref backend
+    bytes: int  # minimal bytes moved: every input read once, every output written once; 0: not reported
     flops: int = 0
-    backends: tuple = ("cpu", "cuda", "triton")
+    backends: tuple = ("cpu", "cuda", "triton")  # AUTO: the automatic choice, as impl "ours"
+    # whole-step cases
+    stateful: bool = False  # make_inputs() afresh for every implementation (the step changes its state)
+    iters: int = 1  # iterations per call: times are reported per iteration (ms / iters)
+    images: int = 0  # images per iteration: adds sec/kimg = ms / images
+    warmup: int | None = None  # calls before timing / timed calls (default: the harness's)
+    reps: int | None = None
+    compiled: Callable[..., object] | None = None  # "compile" (run under ref) instead of torch.compile(eager)
+    compiled_parts: str = ""  # what `compiled` compiles (shown in the table)
+    compile_na: str | None = None  # why torch.compile cannot run this case: reported n/a, not run
 
 
 def _sync(device: torch.device):
@@ -91,9 +110,15 @@ def copy_bandwidth(device: torch.device) -> float:
 
 def implementations(case: Case, device: torch.device) -> dict[str, tuple[str | None, Callable]]:
     """name -> (backend to force, callable(*inputs)) for eager, compile and every backend that runs `case` here."""
-    impls = {"eager": (None, case.eager), "compile": (None, torch.compile(case.eager, dynamic=False))}
+    impls = {"eager": (None, case.eager) if case.eager is not None else ("ref", case.run)}
+    if case.compiled is not None:
+        impls["compile"] = ("ref", case.compiled)
+    elif case.compile_na is None:
+        impls["compile"] = (None, torch.compile(case.eager, dynamic=False))
     for name in case.backends:
-        if _backend.why_unavailable(name, case.op, device.type) is None:
+        if name == AUTO:
+            impls["ours"] = (None, case.run)
+        elif _backend.why_unavailable(name, case.op, device.type) is None:
             impls[name] = (name, case.run)
     return impls
 
@@ -101,22 +126,44 @@ def implementations(case: Case, device: torch.device) -> dict[str, tuple[str | N
 def run_case(case: Case, device: torch.device, reps: int = 20, only: tuple | None = None) -> list[dict]:
     """Times every implementation of `case` in one run; one row per implementation."""
     torch._dynamo.reset()  # each case compiles afresh: no recompile limit, no shapes generalised across cases
-    inputs = case.make_inputs()
-    copy_bw = copy_bandwidth(device)
+    inputs = None if case.stateful else case.make_inputs()
+    copy_bw = copy_bandwidth(device) if case.bytes else None
     rows, times = [], {}
     for impl, (name, fn) in implementations(case, device).items():
         if only and impl not in only and impl not in ("eager", "compile"):
             continue
         try:
             with _backend.use_backend(name):
-                ms = time_fn(lambda fn=fn: fn(*inputs), device, warmup=3, reps=reps)
+                if case.stateful:
+                    inputs = case.make_inputs()
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+                warmup = case.warmup if case.warmup is not None else 3
+                ms = time_fn(lambda fn=fn, inputs=inputs: fn(*inputs), device, warmup, case.reps or reps) / case.iters
         except Exception as e:  # a backend that fails is reported, not hidden
             rows.append(dict(op=case.op, case=case.name, impl=impl, error=f"{type(e).__name__}: {e}"[:200]))
             continue
+        finally:
+            if case.stateful:  # free this implementation's state before the next one's peak is measured
+                inputs = None
+                if impl == "compile":
+                    torch._dynamo.reset()  # compiled graphs hold the networks
+                gc.collect()
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
         times[impl] = ms
-        gbs = case.bytes / ms / 1e6
-        rows.append(dict(op=case.op, case=case.name, impl=impl, ms=ms, gb_s=gbs, copy_fraction=gbs / copy_bw,
-                         tflop_s=case.flops / ms / 1e9 if case.flops else None))  # fmt: skip
+        gbs = case.bytes / ms / 1e6 if case.bytes else None
+        row = dict(op=case.op, case=case.name, impl=impl, ms=ms, gb_s=gbs, copy_fraction=gbs / copy_bw if gbs else None,
+                   tflop_s=case.flops / ms / 1e9 if case.flops else None)  # fmt: skip
+        if case.images:
+            row["sec_per_kimg"] = ms / case.images
+        if device.type == "cuda":
+            row["peak_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+        if impl == "compile" and case.compiled_parts:
+            row["note"] = f"compiled: {case.compiled_parts}"
+        rows.append(row)
+    if case.compile_na is not None and case.compiled is None:  # after eager
+        rows.insert(min(1, len(rows)), dict(op=case.op, case=case.name, impl="compile", na=case.compile_na))
     for row in rows:
         if "ms" in row:
             row["vs_eager"] = times["eager"] / row["ms"] if "eager" in times else None
@@ -160,7 +207,7 @@ def environment(device: torch.device) -> dict:
 
 
 def format_table(rows: list[dict]) -> str:
-    """A fixed-width table: one line per (case, implementation)."""
+    """A fixed-width table: one line per (case, implementation); then sec/kimg, peak memory and notes if any."""
     head = f"{'op':<10} {'case':<46} {'impl':<8} {'ms':>9} {'x eager':>8} {'x compile':>9} {'GB/s':>8} {'%copy':>6}"
     lines = [head, "-" * len(head)]
     last = None
@@ -170,13 +217,20 @@ def format_table(rows: list[dict]) -> str:
         if "error" in r:
             lines.append(f"{r['op']:<10} {case:<46} {r['impl']:<8} failed: {r['error']}")
             continue
+        if "na" in r:
+            lines.append(f"{r['op']:<10} {case:<46} {r['impl']:<8} {'n/a':>9}  {r['na']}")
+            continue
 
         def ratio(v):
             return f"{v:.2f}" if v else "-"
 
+        bw = f"{r['gb_s']:>8.1f} {100 * r['copy_fraction']:>5.1f}%" if r.get("gb_s") else f"{'-':>8} {'-':>6}"
+        extra = [f"{r['sec_per_kimg']:.2f} s/kimg"] if r.get("sec_per_kimg") else []
+        extra += [f"peak {r['peak_mib']:.0f} MiB"] if r.get("peak_mib") else []
+        extra += [r["note"]] if r.get("note") else []
         lines.append(
             f"{r['op']:<10} {case:<46} {r['impl']:<8} {r['ms']:>9.4f} {ratio(r['vs_eager']):>8} "
-            f"{ratio(r['vs_compile']):>9} {r['gb_s']:>8.1f} {100 * r['copy_fraction']:>5.1f}%"
+            f"{ratio(r['vs_compile']):>9} {bw}" + ("  " + "; ".join(extra) if extra else "")
         )
     return "\n".join(lines)
 
