@@ -113,7 +113,7 @@ def implementations(case: Case, device: torch.device) -> dict[str, tuple[str | N
     impls = {"eager": (None, case.eager) if case.eager is not None else ("ref", case.run)}
     if case.compiled is not None:
         impls["compile"] = ("ref", case.compiled)
-    elif case.compile_na is None:
+    elif case.compile_na is None and case.eager is not None:
         impls["compile"] = (None, torch.compile(case.eager, dynamic=False))
     for name in case.backends:
         if name == AUTO:

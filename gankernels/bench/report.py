@@ -43,14 +43,16 @@ def markdown_table(data: dict, backend: str = "cuda") -> str:
     )
     lines = [head]
     for case, impls in rows_by_case(data).items():
-        ours = impls.get(backend)
-        if ours is None or "eager" not in impls:
+        ours = impls.get(backend) or impls.get("ours")  # model / penalty steps: "ours" is the automatic choice
+        if ours is None or ours.get("ms") is None or "eager" not in impls:
             continue
-        compile_ms = f"{impls['compile']['ms']:.3f}" if "compile" in impls else "-"
+        compile_row = impls.get("compile") or {}
+        compile_ms = f"{compile_row['ms']:.3f}" if compile_row.get("ms") is not None else "n/a"
         vs_compile = f"{ours['vs_compile']:.2f}" if ours.get("vs_compile") else "-"
+        fraction = f"{100 * ours['copy_fraction']:.0f}%" if ours.get("copy_fraction") is not None else "-"
         lines.append(
             f"| {case} | {impls['eager']['ms']:.3f} | {compile_ms} | {ours['ms']:.3f} | "
-            f"{100 * ours['copy_fraction']:.0f}% | {ours['vs_eager']:.2f} | {vs_compile} |"
+            f"{fraction} | {ours['vs_eager']:.2f} | {vs_compile} |"
         )
     return "\n".join(lines)
 
@@ -62,7 +64,8 @@ def speedup_chart(data: dict, path: str, backend: str = "cuda") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cases = [(c, i[backend]) for c, i in rows_by_case(data).items() if backend in i and i[backend].get("vs_eager")]
+    cases = [(c, i.get(backend) or i.get("ours")) for c, i in rows_by_case(data).items()]
+    cases = [(c, row) for c, row in cases if row is not None and row.get("vs_eager")]
     if not cases:
         raise ValueError(f"no results for backend {backend!r} in this file")
     fig, ax = plt.subplots(figsize=(13, 0.28 * len(cases) + 1.5))

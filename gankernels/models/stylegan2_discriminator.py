@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -93,9 +92,9 @@ class DiscriminatorBlock(nn.Module):
             img = downsample2d(img, self.resample_filter) if self.architecture == "skip" else None
 
         if self.architecture == "resnet":
-            y = self.skip(x, gain=np.sqrt(0.5))
+            y = self.skip(x, gain=math.sqrt(0.5))
             x = self.conv0(x)
-            x = self.conv1(x, gain=np.sqrt(0.5))
+            x = self.conv1(x, gain=math.sqrt(0.5))
             x = y + x
         else:
             x = self.conv0(x)

@@ -402,11 +402,11 @@ def _check_pair(weight, styles):
     return weight.to(dtype), styles.to(dtype)
 
 
-def _check_dcoefs(dcoefs, n: int, o: int, like: torch.Tensor):
+def _check_dcoefs(dcoefs, n: int, o: int, like: torch.Tensor, like_name: str):
     if dcoefs is None:
         return
     check_float_tensor(dcoefs, "dcoefs")
-    check_same(dcoefs, like, "dcoefs", "weight" if like.dim() == 4 and like.shape[0] == o else "y", dtype=False)
+    check_same(dcoefs, like, "dcoefs", like_name, dtype=False)
     if list(dcoefs.shape) != [n, o]:
         raise ValueError(f"dcoefs must have shape [N, O] = {[n, o]}, got {list(dcoefs.shape)}")
 
@@ -430,7 +430,7 @@ def modulated_weights(weight, styles, dcoefs=None, dtype=None):
     weight: [O, I, kh, kw]; styles: [N, I]; dcoefs: [N, O] or None. Returns [N, O, I, kh, kw] in `dtype` (default: the
     promoted dtype of weight and styles), written once on the triton backend. Differentiable to any order."""
     weight, styles = _check_pair(weight, styles)
-    _check_dcoefs(dcoefs, styles.shape[0], weight.shape[0], weight)
+    _check_dcoefs(dcoefs, styles.shape[0], weight.shape[0], weight, "weight")
     dtype = weight.dtype if dtype is None else dtype
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
@@ -501,7 +501,7 @@ def modulated_conv2d_epilogue(y, dcoefs=None, noise=None, bias=None, act="linear
     check_float_tensor(y, "y")
     if y.dim() != 4:
         raise ValueError(f"y must be 4-D [N, O, H, W], got shape {list(y.shape)}")
-    _check_dcoefs(dcoefs, y.shape[0], y.shape[1], y)
+    _check_dcoefs(dcoefs, y.shape[0], y.shape[1], y, "y")
     if noise is not None:
         check_float_tensor(noise, "noise")
         check_same(noise, y, "noise", "y", dtype=False)
