@@ -9,6 +9,7 @@ if os.environ.get("TRITON_INTERPRET") is None and not torch.cuda.is_available():
     os.environ["TRITON_INTERPRET"] = "1"
 
 import pytest  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 import gankernels  # noqa: E402
 from gankernels import backend as gk_backend  # noqa: E402
@@ -51,3 +52,17 @@ def _restore_backend():
     gankernels.set_backend(None)
     yield
     gankernels.set_backend(None)
+
+
+class WeightGradCounter(TorchDispatchMode):
+    """Counts the aten.convolution_backward calls that compute a weight gradient (output_mask[1]), whichever of
+    our ops issues them."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten.convolution_backward.default and args[10][1]:
+            self.calls += 1
+        return func(*args, **(kwargs or {}))

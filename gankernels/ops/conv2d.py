@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..reference.conv2d import resample_padding
-from ._common import check_float_tensor, check_int, check_same
+from ._common import call, check_float_tensor, check_int, check_same, eager_function
 from .upfirdn2d import _parse_padding, upfirdn2d
 
 # A global, not thread-local: the autograd engine runs the backward of CUDA tensors on threads of its own.
@@ -98,19 +98,25 @@ def _conv2d_backward(ctx, dy):
     x, weight = ctx.saved_tensors
     needs = ctx.needs_input_grad
     dx = dw = db = None
-    if needs[0]:
-        dx = _input_grad(dy, weight, ctx.input_shape, ctx.params)
-    if needs[1] and not (_weight_gradients_disabled and not torch.compiler.is_compiling()):
-        dw = _conv2d_weight_grad_op(dy, x, weight, *ctx.params)
+    want_w = needs[1] and not (_weight_gradients_disabled and not torch.compiler.is_compiling())
+    if needs[0] and want_w:  # one convolution_backward for both (the usual training step)
+        dx, dw = call(_conv2d_grads_op, _Conv2dGradsFn, dy, x, weight, *ctx.params, ctx=ctx)
+    elif needs[0]:
+        dx = _input_grad(dy, weight, ctx.input_shape, ctx.params, ctx)
+    elif want_w:
+        dw = call(_conv2d_weight_grad_op, _Conv2dWeightGradFn, dy, x, weight, *ctx.params, ctx=ctx)
     if needs[2]:
         db = dy.sum(dim=(0, 2, 3))
     return dx, dw, db, None, None, None, None, None, None
 
 
 _conv2d_op.register_autograd(_conv2d_backward, setup_context=_conv2d_setup)
+# Eager calls run the same impl / setup / backward through a plain autograd.Function: a custom op's Python dispatch
+# costs tens of microseconds per call, which a StyleGAN2 step pays hundreds of times (see ops/_common.call).
+_Conv2dFn = eager_function("_Conv2dFn", _conv, _conv2d_setup, _conv2d_backward)
 
 
-def _input_grad(dy, weight, input_shape, params):
+def _input_grad(dy, weight, input_shape, params, ctx):
     """dL/dx of y = conv(x, weight) given dy: the transposed convolution (of the transposed one: the plain one)."""
     stride, padding, dilation, transposed, output_padding, groups = params
     if not transposed:
@@ -119,8 +125,8 @@ def _input_grad(dy, weight, input_shape, params):
         for i in range(2):
             span = dilation[i] * (weight.shape[i + 2] - 1) + 1
             extra.append(input_shape[i + 2] - ((dy.shape[i + 2] - 1) * stride[i] - 2 * padding[i] + span))
-        return _conv2d_op(dy, weight, None, stride, padding, dilation, True, extra, groups)
-    dx = _conv2d_op(dy, weight, None, stride, padding, dilation, False, [0, 0], groups)
+        return call(_conv2d_op, _Conv2dFn, dy, weight, None, stride, padding, dilation, True, extra, groups, ctx=ctx)
+    dx = call(_conv2d_op, _Conv2dFn, dy, weight, None, stride, padding, dilation, False, [0, 0], groups, ctx=ctx)
     if dx.shape[2] != input_shape[2] or dx.shape[3] != input_shape[3]:  # output_padding >= stride (dilation > stride)
         dx = dx[:, :, : input_shape[2], : input_shape[3]]
     return dx
@@ -139,18 +145,17 @@ def _conv2d_weight_grad_op(
     groups: int,
 ) -> torch.Tensor:
     """dL/dweight of y = conv(x, weight) given dy = dL/dy. `weight` gives the shape and layout, not values."""
+    return _weight_grad_impl(dy, x, weight, stride, padding, dilation, transposed, output_padding, groups)
+
+
+def _weight_grad_impl(dy, x, weight, stride, padding, dilation, transposed, output_padding, groups):
     mask = [False, True, False]
     return torch.ops.aten.convolution_backward(
         dy, x, weight, None, stride, padding, dilation, transposed, output_padding, groups, mask
     )[1]
 
 
-@_conv2d_weight_grad_op.register_fake
-def _(dy, x, weight, stride, padding, dilation, transposed, output_padding, groups):
-    mask = [False, True, False]
-    return torch.ops.aten.convolution_backward(
-        dy, x, weight, None, stride, padding, dilation, transposed, output_padding, groups, mask
-    )[1]
+_conv2d_weight_grad_op.register_fake(_weight_grad_impl)  # torch's meta kernels
 
 
 def _weight_grad_setup(ctx, inputs, output):
@@ -166,13 +171,73 @@ def _weight_grad_backward(ctx, g):
     needs = ctx.needs_input_grad
     ddy = dx = None
     if needs[0]:  # dW is linear in dy: d<g, W(dy, x)>/d(dy) = conv(x, g)
-        ddy = _conv2d_op(x, g, None, *ctx.params)
+        ddy = call(_conv2d_op, _Conv2dFn, x, g, None, *ctx.params, ctx=ctx)
     if needs[1]:  # and linear in x: d<g, W(dy, x)>/dx = conv^T(dy, g)
-        dx = _input_grad(dy, g, ctx.input_shape, ctx.params)
+        dx = _input_grad(dy, g, ctx.input_shape, ctx.params, ctx)
     return ddy, dx, None, None, None, None, None, None, None
 
 
 _conv2d_weight_grad_op.register_autograd(_weight_grad_backward, setup_context=_weight_grad_setup)
+_Conv2dWeightGradFn = eager_function("_Conv2dWeightGradFn", _weight_grad_impl, _weight_grad_setup,
+                                     _weight_grad_backward)  # fmt: skip
+
+
+@torch.library.custom_op("gankernels::conv2d_grads", mutates_args=())
+def _conv2d_grads_op(
+    dy: torch.Tensor,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    stride: list[int],
+    padding: list[int],
+    dilation: list[int],
+    transposed: bool,
+    output_padding: list[int],
+    groups: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(dL/dx, dL/dweight) of y = conv(x, weight) given dy, in one torch.ops.aten.convolution_backward call: on CPU
+    (oneDNN) one call is ~10% cheaper than the input and weight gradients apart (DCGAN step, benchmarks/NOTES.md)."""
+    return _grads_impl(dy, x, weight, stride, padding, dilation, transposed, output_padding, groups)
+
+
+def _grads_impl(dy, x, weight, stride, padding, dilation, transposed, output_padding, groups):
+    dx, dw, _ = torch.ops.aten.convolution_backward(
+        dy, x, weight, None, stride, padding, dilation, transposed, output_padding, groups, [True, True, False]
+    )
+    return dx, dw
+
+
+_conv2d_grads_op.register_fake(_grads_impl)
+
+
+def _grads_setup(ctx, inputs, output):
+    dy, x, weight = inputs[:3]
+    ctx.save_for_backward(dy, x, weight)
+    ctx.input_shape = x.shape
+    ctx.params = inputs[3:]
+
+
+def _grads_backward(ctx, gdx, gdw):
+    """dx = conv^T(dy, weight) is bilinear in (dy, weight), dw = W(dy, x) in (dy, x): the adjoints are convolutions
+    again (gankernels ops, so any order works)."""
+    dy, x, weight = ctx.saved_tensors
+    needs = ctx.needs_input_grad
+    ddy = dx = dweight = None
+    if needs[0]:
+        parts = []
+        if gdx is not None:  # <gdx, conv^T(dy, w)> = <conv(gdx, w), dy>
+            parts.append(call(_conv2d_op, _Conv2dFn, gdx, weight, None, *ctx.params, ctx=ctx))
+        if gdw is not None:  # <gdw, W(dy, x)> = <conv(x, gdw), dy>
+            parts.append(call(_conv2d_op, _Conv2dFn, x, gdw, None, *ctx.params, ctx=ctx))
+        ddy = sum(parts) if parts else None
+    if needs[1] and gdw is not None:
+        dx = _input_grad(dy, gdw, ctx.input_shape, ctx.params, ctx)
+    if needs[2] and gdx is not None:  # <gdx, conv^T(dy, w)> = <w, W(dy, gdx)>
+        dweight = call(_conv2d_weight_grad_op, _Conv2dWeightGradFn, dy, gdx, weight, *ctx.params, ctx=ctx)
+    return ddy, dx, dweight, None, None, None, None, None, None
+
+
+_conv2d_grads_op.register_autograd(_grads_backward, setup_context=_grads_setup)
+_Conv2dGradsFn = eager_function("_Conv2dGradsFn", _grads_impl, _grads_setup, _grads_backward)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -253,7 +318,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         x, padding = _string_padding(x, weight, padding, stride, dilation)
     padding = _pair(padding, "padding", 0)
     _check_output_size(x, weight, stride, padding, dilation)
-    y = _conv2d_op(x, weight, bias, stride, padding, dilation, False, [0, 0], groups)
+    y = call(_conv2d_op, _Conv2dFn, x, weight, bias, stride, padding, dilation, False, [0, 0], groups)
     return y.squeeze(0) if unbatched else y
 
 
@@ -294,7 +359,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
         size = (x.shape[i + 2] - 1) * stride[i] - 2 * padding[i] + dilation[i] * (weight.shape[i + 2] - 1)
         if size + output_padding[i] + 1 < 1:
             raise ValueError(f"padding={padding} leaves an empty output for an input of size {list(x.shape[2:])}")
-    y = _conv2d_op(x, weight, bias, stride, padding, dilation, True, output_padding, groups)
+    y = call(_conv2d_op, _Conv2dFn, x, weight, bias, stride, padding, dilation, True, output_padding, groups)
     return y.squeeze(0) if unbatched else y
 
 
