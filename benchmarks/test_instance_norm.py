@@ -1,0 +1,8 @@
+"""instance_norm_act (CycleGAN's IN + ReLU and IN + residual): ours vs eager and torch.compile; GPU shapes on CUDA,
+the quick case on CPU."""
+
+OP = "instance_norm"
+
+
+def test_instance_norm(bench_item, run_bench):
+    run_bench(bench_item)
