@@ -93,8 +93,9 @@ def train(args) -> int:
         _backend.set_backend(args.backend)
     config = None
     if not args.resume:
-        config = {**task_cls.defaults, "resolution": args.resolution or task_cls.default_resolution,
-                  "batch": args.batch or task_cls.default_batch, "seed": args.seed, "data": args.data}  # fmt: skip
+        resolution = task_cls.default_resolution if args.resolution is None else args.resolution
+        batch = task_cls.default_batch if args.batch is None else args.batch
+        config = {**task_cls.defaults, "resolution": resolution, "batch": batch, "seed": args.seed, "data": args.data}
         for key in task_cls.defaults:
             value = getattr(args, key, None)
             if value is not None:
@@ -200,7 +201,7 @@ def main(argv=None) -> int:
         args.steps = 1000
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, ImportError) as e:
         print(f"gankernels {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -90,3 +90,20 @@ def test_cli_smoke(model, tmp_path):
         assert (h, w) == (6 * res, 4 * res)  # rows: A, G_A(A), G_B(G_A(A)), B, G_B(B), G_A(G_B(B))
     else:
         assert (h, w) == (2 * res, 2 * res)
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["dcgan", "--batch", "0"], "batch"),
+        (["wgan-gp", "--resolution", "12"], "resolution"),
+        (["stylegan2", "--steps", "0"], "steps"),
+        (["cyclegan", "--data", "/nonexistent-gankernels-dir"], "nonexistent-gankernels-dir"),
+    ],
+)
+def test_cli_bad_input(args, match, tmp_path):
+    """Bad options end with exit status 2 and a message naming them, before any training."""
+    r = subprocess.run([sys.executable, "-m", "gankernels", "train", *args, "--out", str(tmp_path / "run")],
+                       capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert r.returncode == 2 and match in r.stderr, r.stderr
+    assert not os.path.exists(tmp_path / "run" / "checkpoint.pt")

@@ -1,0 +1,331 @@
+"""A stride-1 convolution with StyleGAN2's modulation, zero or reflection padding and a layer's epilogue fused in:
+
+    y = clamp(act(conv2d(pad(x * in_scale), weight) * out_scale + noise + bias, alpha) * gain, -clamp, clamp)
+
+One op covers a non-resampling StyleGAN2 layer on the fused_modconv=False path (in_scale = styles, out_scale = the
+demodulation coefficients, the shared weight) and CycleGAN's ReflectionPad2d + Conv2d (+ bias + activation).
+gankernels.reference.fused_conv2d is the formula; two paths compute it:
+
+- composed (backend "ref", and the automatic choice everywhere for now): gankernels ops only, x * in_scale, F.pad
+  for reflection, gankernels' conv2d, then modulated_conv2d's epilogue (which picks its own backend: the fused
+  epilogue kernel on CUDA). Differentiable to any order; honours no_weight_gradients().
+- fused (backend "triton"): the forward is ONE Triton kernel (gankernels.triton.fused_conv2d, an implicit GEMM that
+  scales and pads while loading and runs the epilogue while storing), behind the custom op gankernels::fused_conv2d.
+  Its backward is COMPOSED, not one kernel: modulated_conv2d's fused epilogue gradient op (dy, d out_scale, d noise,
+  d bias), then gankernels' conv gradient ops (dx of the padded input by a transposed conv, dweight), the adjoint of
+  the reflection (aten.reflection_pad2d_backward) and plain torch for the in_scale product. Every piece is
+  differentiable again, so second and higher orders are exact (R1, path length); it honours no_weight_gradients().
+  The forward writes the conv output y beside the result when a gradient will be needed (the epilogue's gradient
+  reads it), as the composed path keeps it.
+
+Eager calls run the same impl / setup / backward through a torch.autograd.Function (see _common.eager_function).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .. import backend as _backend
+from ..reference.bias_act import ACTIVATIONS
+from ..reference.fused_conv2d import padding_pair
+from ._common import (
+    call,
+    check_float_tensor,
+    check_int,
+    check_real,
+    check_same,
+    dense,
+    eager_function,
+    kernels,
+    memory_format,
+)
+from .conv2d import (
+    _conv2d_grads_op,
+    _conv2d_op,
+    _conv2d_weight_grad_op,
+    _Conv2dFn,
+    _Conv2dGradsFn,
+    _Conv2dWeightGradFn,
+    conv2d,
+    weight_gradients_disabled,
+)
+from .modulated_conv2d import _check_epilogue, _defaults, _epilogue_grad_op, _EpilogueGradFn, modulated_conv2d_epilogue
+
+OP = "fused_conv2d"  # the backend op name: the kernel in gankernels.triton.fused_conv2d
+
+
+def resolve_backend(device_type: str) -> str:
+    """The path that runs fused_conv2d on `device_type` tensors: "triton" (the fused kernel) or "ref" (composed).
+
+    A forced "triton" (gankernels.set_backend / use_backend / GANKERNELS_BACKEND) runs the kernel, on CPU tensors too
+    under TRITON_INTERPRET=1 (RuntimeError when triton cannot run here). Anything else, forced or automatic, runs the
+    composed path, whose ops make their own choices (on CUDA: the fused epilogue kernel after cuDNN's conv).
+    """
+    # Automatic = composed everywhere, on purpose: the kernel becomes the default on CUDA only after a GPU benchmark
+    # (gankernels.bench.fused_conv2d: StyleGAN2 512-channel 3x3 layers, CycleGAN 256-channel reflect) shows it faster
+    # than cuDNN + the epilogue kernel. No GPU was available when it was written; its tile sizes are guesses.
+    if _backend.get_backend() == "triton":
+        why = _backend.why_unavailable("triton", OP, device_type)
+        if why is not None:
+            raise RuntimeError(f"backend 'triton' cannot run {OP} on {device_type} tensors: {why}")
+        return "triton"
+    return "ref"
+
+
+def _absent(like: torch.Tensor) -> torch.Tensor:
+    return like.new_empty([0])
+
+
+def _identity_epilogue(out_scale, noise, bias, act, gain, clamp) -> bool:
+    return out_scale is None and noise is None and bias is None and act == "linear" and gain == 1 and clamp < 0
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The custom op: (out, y), y = the conv output before the epilogue when need_y, else an empty placeholder
+
+
+def _out_empty(x: torch.Tensor, weight: torch.Tensor, padding: list[int]) -> torch.Tensor:
+    k = weight.shape[2]
+    shape = [x.shape[0], weight.shape[0], x.shape[2] + 2 * padding[0] - k + 1, x.shape[3] + 2 * padding[1] - k + 1]
+    return x.new_empty(shape).contiguous(memory_format=memory_format(x))
+
+
+def _fused_impl(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    in_scale: torch.Tensor | None,
+    out_scale: torch.Tensor | None,
+    noise: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    padding: list[int],
+    reflect: bool,
+    act: str,
+    alpha: float,
+    gain: float,
+    clamp: float,
+    need_y: bool,
+    backend: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    x = dense(x)
+    out = _out_empty(x, weight, padding)
+    y = torch.empty_like(out) if need_y else _absent(x)
+    if out.numel():
+        small = [None if t is None else t.contiguous() for t in (in_scale, out_scale, noise, bias)]
+        kernels(backend, OP).fused_conv2d_forward(
+            x, weight, *small, out, y if need_y else None, padding, reflect, ACTIVATIONS[act].index, alpha, gain, clamp
+        )
+    return out, y
+
+
+_fused_op = torch.library.custom_op("gankernels::fused_conv2d", _fused_impl, mutates_args=())
+
+
+@_fused_op.register_fake
+def _(x, weight, in_scale, out_scale, noise, bias, padding, reflect, act, alpha, gain, clamp, need_y, backend):
+    out = _out_empty(x, weight, padding)
+    return out, (torch.empty_like(out) if need_y else _absent(x))
+
+
+def _fused_setup(ctx, inputs, output):
+    ctx.save_for_backward(*inputs[:6], output[1])  # x, weight, in_scale, out_scale, noise, bias, y
+    ctx.params = inputs[6:]
+    ctx.set_materialize_grads(False)
+
+
+def _fused_backward(ctx, g_out, g_y):
+    """Composed of differentiable ops (see the module docstring): exact to any order, not one kernel."""
+    x, weight, in_scale, out_scale, noise, bias, y = ctx.saved_tensors
+    padding, reflect, act, alpha, gain, clamp, need_y, backend = ctx.params
+    needs = ctx.needs_input_grad
+    grads = [None] * 14
+    dy = None
+    if g_out is not None:  # through the epilogue: modulated_conv2d's fused gradient op, itself differentiable
+        if _identity_epilogue(out_scale, noise, bias, act, gain, clamp):
+            dy = g_out
+        elif not need_y:  # only a direct call of the op can get here (fused_conv2d asks for y when it will need it)
+            raise RuntimeError("gankernels::fused_conv2d ran with need_y=False: its epilogue's gradient needs y")
+        else:
+            dy, dd, dnoise, dbias = call(_epilogue_grad_op, _EpilogueGradFn, g_out, y, out_scale, noise, bias, act,
+                                         alpha, gain, clamp, backend, ctx=ctx)  # fmt: skip
+            for index, t, dt in ((3, out_scale, dd), (4, noise, dnoise), (5, bias, dbias)):
+                grads[index] = dt if t is not None and needs[index] else None
+    if g_y is not None and need_y:  # y is an output too: a double backward reaches it through the epilogue's gradient
+        dy = g_y if dy is None else dy + g_y
+    want_x = needs[0] or needs[2]
+    want_w = needs[1] and not (weight_gradients_disabled() and not torch.compiler.is_compiling())
+    if dy is None or not (want_x or want_w):
+        return tuple(grads)
+
+    # The conv: y = conv(xp, weight), xp = pad(x s) (reflect: F.pad, the conv unpadded; zeros: the conv pads).
+    py, px = padding
+    conv_padding = [0, 0] if reflect else [py, px]
+    conv = ([1, 1], conv_padding, [1, 1], False, [0, 0], 1)  # stride, padding, dilation, transposed, out pad, groups
+    dxp = None
+    if want_w:
+        xs = x if in_scale is None else x * in_scale[:, :, None, None]
+        xp = F.pad(xs, [px, px, py, py], mode="reflect") if reflect else xs
+        if want_x:  # one convolution_backward for both
+            dxp, grads[1] = call(_conv2d_grads_op, _Conv2dGradsFn, dy, xp, weight, *conv, ctx=ctx)
+        else:
+            grads[1] = call(_conv2d_weight_grad_op, _Conv2dWeightGradFn, dy, xp, weight, *conv, ctx=ctx)
+    elif want_x:  # stride 1: conv^T(dy) with the same padding is exactly xp's size (no output padding)
+        dxp = call(_conv2d_op, _Conv2dFn, dy, weight, None, [1, 1], conv_padding, [1, 1], True, [0, 0], 1, ctx=ctx)
+    if want_x:
+        # the adjoint of the reflection: each padded pixel's gradient added onto the pixel it mirrors
+        dxs = torch.ops.aten.reflection_pad2d_backward(dxp, x, [px, px, py, py]) if reflect else dxp
+        if needs[0]:
+            grads[0] = dxs if in_scale is None else dxs * in_scale[:, :, None, None]
+        if needs[2]:
+            grads[2] = (dxs * x).sum(dim=(2, 3))
+    return tuple(grads)
+
+
+_fused_op.register_autograd(_fused_backward, setup_context=_fused_setup)
+_FusedFn = eager_function("_FusedFn", _fused_impl, _fused_setup, _fused_backward)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Public API
+
+
+def _cast(t: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    return None if t is None else t.to(dtype)
+
+
+def _check_scale(t, name: str, shape: list[int], x: torch.Tensor, what: str) -> None:
+    if t is None:
+        return
+    check_float_tensor(t, name)
+    check_same(t, x, name, "x", dtype=False)
+    if list(t.shape) != shape:
+        raise ValueError(f"{name} must have shape {what} = {shape}, got {list(t.shape)}")
+
+
+def _check_args(x, weight, stride, padding, groups, padding_mode, in_scale, out_scale, noise, bias, act, alpha, gain,
+                clamp):  # fmt: skip
+    """Validates everything; returns (padding (py, px), output size (H', W'))."""
+    check_float_tensor(x, "x")
+    if x.dim() != 4:
+        raise ValueError(f"x must be 4-D [N, I, H, W], got shape {list(x.shape)}")
+    check_float_tensor(weight, "weight")
+    if weight.dim() != 4:
+        raise ValueError(f"weight must be 4-D [O, I, k, k], got shape {list(weight.shape)}")
+    check_same(weight, x, "weight", "x")
+    kh, kw = weight.shape[2:]
+    if kh != kw or kh % 2 == 0:
+        raise ValueError(f"weight must have a square kernel of odd size (1, 3, 5, 7, ...), got {kh}x{kw}")
+    if check_int(groups, "groups") != 1:
+        raise ValueError(f"groups must be 1 (fused_conv2d has no grouped convolution), got {groups}")
+    if weight.shape[1] != x.shape[1]:
+        raise ValueError(f"x has {x.shape[1]} channels but weight expects weight.shape[1] = {weight.shape[1]}")
+    strides = [stride] if isinstance(stride, int) else stride
+    if not isinstance(strides, (list, tuple)) or not all(isinstance(s, int) and not isinstance(s, bool)
+                                                         for s in strides):  # fmt: skip
+        raise TypeError(f"stride must be an int or a pair of ints, got {stride!r}")
+    if any(s != 1 for s in strides):
+        raise ValueError(f"stride must be 1 (fused_conv2d has no strided convolution), got {stride}")
+    if not isinstance(padding_mode, str):
+        raise TypeError(f"padding_mode must be a str, got {type(padding_mode).__name__}")
+    if padding_mode not in ("zeros", "reflect"):
+        raise ValueError(f"padding_mode must be 'zeros' or 'reflect', got {padding_mode!r}")
+    if padding is not None:
+        pads = [padding] if isinstance(padding, int) and not isinstance(padding, bool) else padding
+        if not isinstance(pads, (list, tuple)) or len(pads) not in (1, 2):
+            raise TypeError(f"padding must be None, an int or a pair of ints (py, px), got {padding!r}")
+        pads = [check_int(p, "padding") for p in pads] * (3 - len(pads))
+        if min(pads) < 0:
+            raise ValueError(f"padding must be >= 0, got {padding}")
+        padding = pads[:2]
+    py, px = padding_pair(weight, padding)
+    h, w = x.shape[2:]
+    if padding_mode == "reflect" and (py >= h or px >= w):
+        raise ValueError(f"padding {[py, px]} must be smaller than the input's size {[h, w]} with padding_mode reflect")
+    ho, wo = h + 2 * py - kh + 1, w + 2 * px - kw + 1
+    if ho < 1 or wo < 1:
+        raise ValueError(f"input of size {[h, w]} padded by {[py, px]} is smaller than the {kh}x{kw} kernel")
+    n, i, o = x.shape[0], x.shape[1], weight.shape[0]
+    _check_scale(in_scale, "in_scale", [n, i], x, "[N, I]")
+    _check_scale(out_scale, "out_scale", [n, o], x, "[N, O]")
+    _check_scale(bias, "bias", [o], x, "[O]")
+    if noise is not None:
+        check_float_tensor(noise, "noise")
+        check_same(noise, x, "noise", "x", dtype=False)
+        try:
+            ok = list(torch.broadcast_shapes(noise.shape, [n, 1, ho, wo])) == [n, 1, ho, wo]
+        except RuntimeError:
+            ok = False
+        if not ok:
+            raise ValueError(f"noise of shape {list(noise.shape)} does not broadcast to [N, 1, H', W'] = "
+                             f"{[n, 1, ho, wo]}")  # fmt: skip
+    _check_epilogue(act, gain, clamp)
+    check_real(alpha, "alpha", allow_none=True)
+    return [py, px], [ho, wo]
+
+
+def fused_conv2d(
+    x,
+    weight,
+    *,
+    stride=1,
+    padding=None,
+    groups=1,
+    padding_mode="zeros",
+    in_scale=None,
+    out_scale=None,
+    noise=None,
+    bias=None,
+    act="linear",
+    alpha=None,
+    gain=None,
+    clamp=None,
+):
+    """A stride-1 convolution with input scaling, zero or reflection padding and an epilogue, fused:
+
+        y = clamp(act(conv2d(pad(x * in_scale), weight) * out_scale + noise + bias, alpha) * gain, -clamp, clamp)
+
+    x: [N, I, H, W] (NCHW or channels_last: the result keeps it); weight: [O, I, k, k], x's dtype, k odd (1, 3, 5,
+    7, ...). padding: None (default: k // 2, the output as large as x), an int or (py, px); padding_mode "zeros"
+    (default) or "reflect" (ReflectionPad2d: padding < H and < W). in_scale: [N, I] or None, scales x per (sample,
+    input channel) before the conv (StyleGAN2's styles); out_scale: [N, O] or None, scales the conv output (the
+    demodulation coefficients); noise: broadcastable to [N, 1, H', W'] (e.g. [N, 1, H', W'], [H', W']) or None;
+    bias: [O] or None; these four are cast to x's dtype. act, alpha, gain (None: the activation's defaults) and
+    clamp (None: none) as gankernels.ops.bias_act; with none of them given the epilogue is the identity. stride and
+    groups must be 1 (they exist to refuse ported code clearly). Returns [N, O, H', W'] in x's dtype and memory
+    format, H' = H + 2 py - k + 1.
+
+    Differentiable to any order with respect to x, weight, in_scale, out_scale, noise and bias; honours
+    no_weight_gradients(). On the triton backend (forced; see resolve_backend) the forward is one kernel and the
+    backward is composed of other gankernels ops (not one kernel); elsewhere everything is composed.
+    """
+    padding, (ho, wo) = _check_args(x, weight, stride, padding, groups, padding_mode, in_scale, out_scale, noise,
+                                    bias, act, alpha, gain, clamp)  # fmt: skip
+    alpha, gain, clamp = _defaults(act, alpha, gain, clamp)
+    in_scale, out_scale, noise, bias = (_cast(t, x.dtype) for t in (in_scale, out_scale, noise, bias))
+    reflect = padding_mode == "reflect"
+    backend = resolve_backend(x.device.type)
+    if backend == "ref":
+        return _composed(x, weight, padding, reflect, in_scale, out_scale, noise, bias, act, alpha, gain, clamp)
+    if noise is not None:  # [Nn, 1, H', W'], Nn in {1, N}: the kernel's noise planes (a differentiable view)
+        dims = [1] * (4 - noise.dim()) + list(noise.shape)
+        noise = noise.reshape(dims).expand(dims[0], 1, ho, wo)
+    tensors = (x, weight, in_scale, out_scale, noise, bias)
+    need_y = (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+              and not _identity_epilogue(out_scale, noise, bias, act, gain, clamp))  # fmt: skip
+    out, _ = call(_fused_op, _FusedFn, dense(x), weight, in_scale, out_scale, noise, bias, padding, reflect, act, alpha,
+                  gain, clamp, need_y, backend)  # fmt: skip
+    return out
+
+
+def _composed(x, weight, padding, reflect, in_scale, out_scale, noise, bias, act, alpha, gain, clamp):
+    """gankernels ops and plain torch: the "ref" backend and the automatic choice."""
+    fmt = memory_format(x)
+    if in_scale is not None:
+        x = x * in_scale.reshape(*in_scale.shape, 1, 1)
+    if reflect:
+        x = F.pad(x, [padding[1], padding[1], padding[0], padding[0]], mode="reflect")
+        padding = [0, 0]
+    y = conv2d(x, weight, padding=padding)
+    y = modulated_conv2d_epilogue(y, out_scale, noise, bias, act=act, alpha=alpha, gain=gain,
+                                  clamp=None if clamp < 0 else clamp)  # fmt: skip
+    return dense(y, fmt)
