@@ -4,9 +4,10 @@ PY ?= python3
 OUT ?= gpu-out
 NVCC ?= nvcc
 CUDA_ARCHS ?= 80 90
+GPU_BENCH_OPS ?= bias_act,upfirdn2d,instance_norm,fused_conv2d
 export MAX_JOBS ?= $(shell nproc)
 
-.PHONY: deps build test demo cuda-compile-check gpu-check lint bench clean
+.PHONY: deps build test demo cuda-compile-check gpu-check gpu-bench-steps lint bench clean
 
 deps:
 	PY=$(PY) tools/install_deps.sh
@@ -48,7 +49,14 @@ gpu-check:
 	-$(PY) tools/diag/refusals.py 2>&1 | tee $(OUT)/refusals.txt
 	-$(PY) tools/profile_op.py 2>&1 | tee $(OUT)/profile.txt
 	-$(PY) -m pytest tests -q -p no:cacheprovider 2>&1 | tee $(OUT)/tests.txt
-	$(PY) -m gankernels bench --json $(OUT)/results.json 2>&1 | tee $(OUT)/bench.txt
+	$(PY) -m gankernels bench --op $(GPU_BENCH_OPS) --json $(OUT)/results.json 2>&1 | tee $(OUT)/bench.txt
+
+# The whole-step benchmarks (model iterations with torch.compile, critic steps) in a call of their own: with the
+# tests and the op table they would not fit one 10-minute device call.
+gpu-bench-steps:
+	mkdir -p $(OUT)
+	$(PY) -m pip install --disable-pip-version-check -q -e . --no-build-isolation --no-deps
+	$(PY) -m gankernels bench --op penalties,models --json $(OUT)/results-steps.json 2>&1 | tee $(OUT)/bench-steps.txt
 
 lint:
 	ruff check . && ruff format --check .

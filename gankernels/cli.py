@@ -50,9 +50,10 @@ def info(args) -> int:
 def bench(args) -> int:
     from . import bench as harness
 
-    ops = [args.op] if args.op else None
-    if args.op and args.op not in harness.OPS:
-        print(f"unknown op {args.op!r}; benchmarked ops: {', '.join(harness.OPS)}", file=sys.stderr)
+    ops = [op.strip() for op in args.op.split(",")] if args.op else None
+    unknown = [op for op in ops or [] if op not in harness.OPS]
+    if unknown:
+        print(f"unknown op {', '.join(unknown)}; benchmarked ops: {', '.join(harness.OPS)}", file=sys.stderr)
         return 2
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     env = harness.environment(device)
@@ -152,7 +153,7 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="versions, device, and which backend runs each op").set_defaults(func=info)
     p = sub.add_parser("bench", help="time every backend against eager PyTorch and torch.compile")
-    p.add_argument("--op", help="one op (default: all)")
+    p.add_argument("--op", help="one op or a comma-separated list (default: all)")
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     p.add_argument("--quick", action="store_true", help="tiny shapes: a smoke test, not a measurement")
