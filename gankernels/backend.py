@@ -197,3 +197,24 @@ def _read_env() -> None:
 
 
 _read_env()
+
+
+def resolve_triton_op(op: str, device_type: str, otherwise: str = "ref", *, cuda_default: bool = True) -> str:
+    """The backend of an op whose only kernels are Triton ones (instance norm, minibatch std, the penalty and
+    modulated-conv pieces, fused_conv2d): "triton", "ref", or `otherwise` (the op's composed / torch path).
+
+    A forced "triton" must run (RuntimeError naming what is missing); a forced "ref" gives "ref"; any other forced
+    backend ("cpu", "cuda": the op has no kernels there) gives `otherwise`. Automatic: "triton" on CUDA tensors when
+    cuda_default and Triton runs there, else `otherwise`.
+    """
+    forced = get_backend()
+    if forced == "triton":
+        why = why_unavailable("triton", op, device_type)
+        if why is not None:
+            raise RuntimeError(f"backend 'triton' cannot run {op} on {device_type} tensors: {why}")
+        return "triton"
+    if forced == "ref":
+        return "ref"
+    if forced is None and cuda_default and device_type == "cuda" and why_unavailable("triton", op, "cuda") is None:
+        return "triton"
+    return otherwise

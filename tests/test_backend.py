@@ -79,3 +79,23 @@ def test_environment_variable_with_unknown_backend_fails_clearly():
     out = _run("import gankernels", GANKERNELS_BACKEND="nonsense")
     assert out.returncode != 0
     assert "GANKERNELS_BACKEND must be one of" in out.stderr
+
+
+def test_resolve_triton_op():
+    """Ops whose only kernels are Triton ones: forced triton/ref honoured, other forced backends and the automatic
+    choice off CUDA take the composed path (`otherwise`)."""
+    resolve = backend.resolve_triton_op
+    assert resolve("instance_norm", "cpu") == "ref"
+    assert resolve("penalties", "cpu", otherwise="torch") == "torch"
+    with backend.use_backend("ref"):
+        assert resolve("penalties", "cpu", otherwise="torch") == "ref"
+    with backend.use_backend("cpu"):
+        assert resolve("instance_norm", "cpu") == "ref"
+    if backend.why_unavailable("triton", "instance_norm", "cpu") is None:  # TRITON_INTERPRET=1 (CI)
+        with backend.use_backend("triton"):
+            assert resolve("fused_conv2d", "cpu", cuda_default=False) == "triton"
+    if backend.why_unavailable("triton", "instance_norm", "cuda") is not None:
+        assert resolve("instance_norm", "cuda") == "ref"  # no CUDA Triton here: never fails, falls back
+    else:
+        assert resolve("instance_norm", "cuda") == "triton"
+        assert resolve("fused_conv2d", "cuda", cuda_default=False) == "ref"

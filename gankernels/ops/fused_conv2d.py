@@ -65,12 +65,7 @@ def resolve_backend(device_type: str) -> str:
     # Automatic = composed everywhere, on purpose: the kernel becomes the default on CUDA only after a GPU benchmark
     # (gankernels.bench.fused_conv2d: StyleGAN2 512-channel 3x3 layers, CycleGAN 256-channel reflect) shows it faster
     # than cuDNN + the epilogue kernel. No GPU was available when it was written; its tile sizes are guesses.
-    if _backend.get_backend() == "triton":
-        why = _backend.why_unavailable("triton", OP, device_type)
-        if why is not None:
-            raise RuntimeError(f"backend 'triton' cannot run {OP} on {device_type} tensors: {why}")
-        return "triton"
-    return "ref"
+    return _backend.resolve_triton_op(OP, device_type, cuda_default=False)
 
 
 def _absent(like: torch.Tensor) -> torch.Tensor:

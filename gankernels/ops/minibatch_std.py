@@ -23,22 +23,15 @@ OP = "minibatch_std"  # the backend op name: kernels in gankernels.triton.miniba
 def resolve_backend(device_type: str) -> str:
     """The backend that runs minibatch_std on `device_type` tensors: "ref" or "triton".
 
-    A forced backend (gankernels.set_backend / use_backend / GANKERNELS_BACKEND) of "ref" or "triton" is honoured
-    (RuntimeError when triton cannot run here); any other choice (None, "cpu", "cuda": no kernels of this op there)
-    takes the automatic one: triton on CUDA tensors when it is available, else the reference. No GPU measurement yet;
+    gankernels.backend.resolve_triton_op: a forced "ref" or "triton" (set_backend / use_backend /
+    GANKERNELS_BACKEND) is honoured (RuntimeError when triton cannot run here), a forced "cpu" or "cuda" (no kernels
+    of this op there) gives the reference; automatic: triton on CUDA tensors when it is available, else the reference.
+    No GPU measurement yet;
     the reference makes ~7 passes over x-sized tensors (mean, subtract, square, mean, sqrt, mean, cat) and its
     autograd about as many again, the fused forward reads x once and writes the output once, the backward reads x and
     dout once and writes dx once.
     """
-    forced = _backend.get_backend()
-    if forced in ("ref", "triton"):
-        why = _backend.why_unavailable(forced, OP, device_type)
-        if why is not None:
-            raise RuntimeError(f"backend {forced!r} cannot run {OP} on {device_type} tensors: {why}")
-        return forced
-    if device_type == "cuda" and _backend.why_unavailable("triton", OP, "cuda") is None:
-        return "triton"
-    return "ref"
+    return _backend.resolve_triton_op(OP, device_type)
 
 
 def _merged(t: torch.Tensor) -> torch.Tensor:

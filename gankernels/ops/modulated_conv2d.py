@@ -61,15 +61,7 @@ def resolve_backend(device_type: str) -> str:
     # its backward reads g and y and writes dy (3 accesses) with d d, d noise and d bias reduced on the way, where the
     # composed backward makes about five passes (~10 accesses). The demodulation coefficients never build the
     # [N, O, I, kh, kw] modulated weight (composed: w and w^2, each written and read once).
-    forced = _backend.get_backend()
-    if forced == "triton":
-        why = _backend.why_unavailable(forced, OP, device_type)
-        if why is not None:
-            raise RuntimeError(f"backend {forced!r} cannot run {OP} on {device_type} tensors: {why}")
-        return forced
-    if forced is None and device_type == "cuda" and _backend.why_unavailable("triton", OP, "cuda") is None:
-        return "triton"
-    return "ref"
+    return _backend.resolve_triton_op(OP, device_type)
 
 
 def _empty_like(t: torch.Tensor) -> torch.Tensor:

@@ -45,15 +45,7 @@ def resolve_backend(device_type: str) -> str:
     dg: no copies in any layout or dtype. The interpolation ties with torch.lerp (3 streams either way); it follows
     the same rule so that a WGAN-GP step runs on one backend.
     """
-    forced = _backend.get_backend()
-    if forced in ("ref", "triton"):
-        why = _backend.why_unavailable(forced, OP, device_type)
-        if why is not None:
-            raise RuntimeError(f"backend {forced!r} cannot run WGAN-GP's kernels on {device_type} tensors: {why}")
-        return forced
-    if forced is None and device_type == "cuda" and _backend.why_unavailable("triton", OP, "cuda") is None:
-        return "triton"
-    return "torch"
+    return _backend.resolve_triton_op(OP, device_type, otherwise="torch")
 
 
 def _samples_dense(t: torch.Tensor) -> bool:
