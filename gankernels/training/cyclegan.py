@@ -91,12 +91,6 @@ class CycleGANTask(Task):
             return self.config["lr"]
         return self.config["lr"] * max(0.0, 1.0 - (step - start) / max(total - start, 1))
 
-    def _step(self, opt, nets, loss):
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        distributed.average_gradients([p for net in nets for p in net.parameters()], self.dist)
-        opt.step()
-
     def step(self, step):
         c, n = self.config, self.nets
         lr = self.learning_rate(step)
@@ -117,7 +111,7 @@ class CycleGANTask(Task):
         loss_gan = F.mse_loss(pred_B, torch.ones_like(pred_B)) + F.mse_loss(pred_A, torch.ones_like(pred_A))
         loss_cycle = F.l1_loss(rec_A, real_A) * lam + F.l1_loss(rec_B, real_B) * lam
         loss_G = loss_gan + loss_cycle + loss_idt
-        self._step(self.opt_G, [n["G_A"], n["G_B"]], loss_G)
+        self.optimizer_step(self.opt_G, [n["G_A"], n["G_B"]], loss_G)
         n["D_A"].requires_grad_(True)
         n["D_B"].requires_grad_(True)
         # discriminators: reals -> 1, pooled fakes -> 0, halved as theirs
@@ -127,7 +121,7 @@ class CycleGANTask(Task):
             pred_real, pred_fake = D(real), D(fake.detach())
             loss_D = loss_D + 0.5 * (F.mse_loss(pred_real, torch.ones_like(pred_real))
                                      + F.mse_loss(pred_fake, torch.zeros_like(pred_fake)))  # fmt: skip
-        self._step(self.opt_D, [n["D_A"], n["D_B"]], loss_D)
+        self.optimizer_step(self.opt_D, [n["D_A"], n["D_B"]], loss_D)
         mean = lambda v: float(distributed.all_mean(v.detach(), self.dist))
         return {"G": mean(loss_gan), "cycle": mean(loss_cycle), "D": mean(loss_D), "lr": lr}
 

@@ -40,12 +40,6 @@ class GANTask(Task):
     def latents(self, n: int) -> torch.Tensor:
         return torch.randn([n, self.z_dim], device=self.device)
 
-    def optimizer_step(self, opt, net, loss) -> None:
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        distributed.average_gradients(net.parameters(), self.dist)
-        opt.step()
-
     def mean(self, value: torch.Tensor) -> float:
         return float(distributed.all_mean(value.detach(), self.dist))
 

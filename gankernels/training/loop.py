@@ -63,6 +63,14 @@ class Task:
         """One training iteration; returns the losses to show (floats)."""
         raise NotImplementedError
 
+    def optimizer_step(self, opt, nets, loss) -> None:
+        """Backpropagate `loss`, average the gradients of `nets` (a module or a list) across ranks, step `opt`."""
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nets = nets if isinstance(nets, (list, tuple)) else [nets]
+        distributed.average_gradients([p for net in nets for p in net.parameters()], self.dist)
+        opt.step()
+
     def state_dict(self) -> dict:
         raise NotImplementedError
 

@@ -159,12 +159,6 @@ class StyleGAN2Task(Task):
     def _run_D(self, img):
         return self.D(img, self.c[: img.shape[0]]).squeeze(1)
 
-    def _optimizer_step(self, opt, net, loss):
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        distributed.average_gradients(net.parameters(), self.dist)
-        opt.step()
-
     def step(self, step):
         stats = {}
         n = self.batch_gpu
@@ -172,7 +166,7 @@ class StyleGAN2Task(Task):
         self.D.requires_grad_(False)
         img, _ = self._run_G(n)
         loss_G = F.softplus(-self._run_D(img)).mean()
-        self._optimizer_step(self.opt_G, self.G, loss_G)
+        self.optimizer_step(self.opt_G, self.G, loss_G)
         stats["G"] = float(distributed.all_mean(loss_G.detach(), self.dist))
         # Greg: path length
         if self.config["pl_weight"] > 0 and self.g_reg.due(step):
@@ -180,7 +174,7 @@ class StyleGAN2Task(Task):
             img, ws = self._run_G(n_pl)
             penalty, self.pl_mean = path_length_penalty(img, ws, self.pl_mean)
             loss_pl = penalty.mean() * self.g_reg.gain(self.config["pl_weight"])
-            self._optimizer_step(self.opt_G, self.G, loss_pl)
+            self.optimizer_step(self.opt_G, self.G, loss_pl)
             stats["pl"] = float(distributed.all_mean(penalty.mean().detach(), self.dist))
         self.D.requires_grad_(True)
         # Dmain
@@ -192,13 +186,13 @@ class StyleGAN2Task(Task):
         loss_fake = F.softplus(self._run_D(fake))
         loss_real = F.softplus(-self._run_D(real))
         loss_D = (loss_fake + loss_real).mean()
-        self._optimizer_step(self.opt_D, self.D, loss_D)
+        self.optimizer_step(self.opt_D, self.D, loss_D)
         stats["D"] = float(distributed.all_mean(loss_D.detach(), self.dist))
         # Dreg: R1 on the reals
         if self.gamma > 0 and self.d_reg.due(step):
             real = real.detach().requires_grad_(True)
             r1 = r1_penalty(self._run_D(real), real)
-            self._optimizer_step(self.opt_D, self.D, r1.mean() * self.d_reg.gain(self.gamma / 2))
+            self.optimizer_step(self.opt_D, self.D, r1.mean() * self.d_reg.gain(self.gamma / 2))
             stats["r1"] = float(distributed.all_mean(r1.mean().detach(), self.dist))
         self.G.requires_grad_(True)
         self.nimg += self.config["batch"]
