@@ -145,3 +145,36 @@ def reduce_to(t: torch.Tensor, dim: int) -> torch.Tensor:
     """Sum over every dimension but `dim` (the gradient of a bias broadcast along `dim`)."""
     dims = [d for d in range(t.dim()) if d != dim]
     return t.sum(dim=dims) if dims else t
+
+
+def through_reference(formula, saved, needs, grad_outputs, params=()):
+    """Gradients of <grad_outputs, formula(*saved, *params)> with respect to the saved tensors that need one, by
+    autograd through the reference formula: differentiable again, so any order works. A saved tensor in the graph is
+    differentiated through an alias (view_as), so that autograd neither follows it further back nor frees the graph.
+    formula returns a tensor or a tuple (None entries allowed), matched with grad_outputs; a wanted tensor without a
+    path gets zeros. The backward of every gradient op whose own backward is its reference formula."""
+    wanted = [i for i, t in enumerate(saved) if needs[i] and t is not None]
+    grads = [None] * len(saved)
+    if not wanted:
+        return grads
+    create_graph = torch.is_grad_enabled()  # inside a backward: whether that backward builds a graph
+    with torch.enable_grad():
+        inputs = list(saved)
+        for i in wanted:
+            t = inputs[i]
+            inputs[i] = t.view_as(t) if t.requires_grad else t.detach().requires_grad_(True)
+        outs = formula(*inputs, *params)
+        outs = (outs,) if isinstance(outs, torch.Tensor) else outs
+        pairs = [(o, go) for o, go in zip(outs, grad_outputs, strict=True) if o is not None and go is not None]
+        pairs = [(o, go) for o, go in pairs if o.requires_grad]
+        if pairs:
+            found = torch.autograd.grad(
+                [o for o, _ in pairs], [inputs[i] for i in wanted], [go for _, go in pairs],
+                create_graph=create_graph, allow_unused=True,
+            )  # fmt: skip
+            for i, gi in zip(wanted, found, strict=True):
+                grads[i] = gi
+    for i in wanted:  # no path (e.g. the mask of a clamp): zeros
+        if grads[i] is None:
+            grads[i] = torch.zeros_like(saved[i])
+    return grads

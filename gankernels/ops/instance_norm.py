@@ -19,7 +19,17 @@ import torch
 
 from .. import backend as _backend
 from ..reference import instance_norm as ref
-from ._common import call, check_float_tensor, check_real, check_same, dense, eager_function, kernels, memory_format
+from ._common import (
+    call,
+    check_float_tensor,
+    check_real,
+    check_same,
+    dense,
+    eager_function,
+    kernels,
+    memory_format,
+    through_reference,
+)
 
 OP = "instance_norm"  # the backend op name: kernels in gankernels.triton.instance_norm
 ACTIVATIONS = ref.ACTIVATIONS
@@ -178,31 +188,8 @@ def _instance_norm_act_backward_setup(ctx, inputs, output):
 def _instance_norm_act_backward_backward(ctx, gdx, gdweight, gdbias):
     """Gradients of <(gdx, gdweight, gdbias), instance_norm_act_grad(g, x, weight, bias, mean, rstd)> with respect
     to the six tensors, by autograd through the reference formula (differentiable again: any order)."""
-    saved = ctx.saved_tensors
-    wanted = [i for i in range(6) if ctx.needs_input_grad[i] and saved[i] is not None]
-    grads = [None] * 6
-    create_graph = torch.is_grad_enabled()  # inside a backward: whether that backward builds a graph
-    with torch.enable_grad():
-        # Partial derivatives: mean and rstd are taken as independent of x here (their own gradients reach x through
-        # the forward op's backward). A tensor in the graph is differentiated through an alias (view_as), so that
-        # autograd neither follows mean / rstd back to x nor frees the graph beyond; the rest through a fresh leaf.
-        inputs = list(saved)
-        for i in wanted:
-            t = inputs[i]
-            inputs[i] = t.view_as(t) if t.requires_grad else t.detach().requires_grad_(True)
-        outs = ref.instance_norm_act_grad(*inputs, *ctx.params)
-        pairs = [(o, go) for o, go in zip(outs, (gdx, gdweight, gdbias), strict=True) if go is not None]
-        pairs = [(o, go) for o, go in pairs if o.requires_grad]
-        if wanted and pairs:
-            found = torch.autograd.grad(
-                [o for o, _ in pairs], [inputs[i] for i in wanted], [go for _, go in pairs],
-                create_graph=create_graph, allow_unused=True,
-            )  # fmt: skip
-            for i, gi in zip(wanted, found, strict=True):
-                grads[i] = gi
-    for i in wanted:  # no path (bias under relu: only the mask depends on it): zeros, as torch's own backward gives
-        if grads[i] is None:
-            grads[i] = torch.zeros_like(saved[i])
+    grads = through_reference(ref.instance_norm_act_grad, ctx.saved_tensors, ctx.needs_input_grad,
+                              (gdx, gdweight, gdbias), ctx.params)  # fmt: skip
     return (*grads, None, None, None)
 
 

@@ -15,7 +15,7 @@ import torch
 
 from .. import backend as _backend
 from ..reference import minibatch_std as ref
-from ._common import call, check_float_tensor, check_int, eager_function, kernels, memory_format
+from ._common import call, check_float_tensor, check_int, eager_function, kernels, memory_format, through_reference
 
 OP = "minibatch_std"  # the backend op name: kernels in gankernels.triton.minibatch_std
 
@@ -119,20 +119,7 @@ def _minibatch_std_backward_setup(ctx, inputs, output):
 def _minibatch_std_backward_backward(ctx, gdx):
     """Gradients of <gdx, minibatch_std_grad(dout, x)> with respect to dout and x, by autograd through the reference
     formula (differentiable again: any order)."""
-    saved = ctx.saved_tensors
-    wanted = [i for i in range(2) if ctx.needs_input_grad[i]]
-    grads = [None, None]
-    if wanted:
-        create_graph = torch.is_grad_enabled()  # inside a backward: whether that backward builds a graph
-        with torch.enable_grad():
-            # differentiate through an alias (view_as) of a tensor in the graph, so that autograd does not free the
-            # graph beyond it; the rest through a fresh leaf
-            inputs = [t.view_as(t) if t.requires_grad else t.detach().requires_grad_(True) for t in saved]
-            out = ref.minibatch_std_grad(*inputs, *ctx.params)
-            found = torch.autograd.grad(out, [inputs[i] for i in wanted], gdx, create_graph=create_graph,
-                                        allow_unused=True)  # fmt: skip
-        for i, gi in zip(wanted, found, strict=True):
-            grads[i] = torch.zeros_like(saved[i]) if gi is None else gi
+    grads = through_reference(ref.minibatch_std_grad, ctx.saved_tensors, ctx.needs_input_grad, (gdx,), ctx.params)
     return (*grads, None, None, None)
 
 

@@ -40,6 +40,7 @@ from ._common import (
     eager_function,
     kernels,
     memory_format,
+    through_reference,
 )
 from .bias_act import bias_act
 from .conv2d import conv2d_resample
@@ -75,36 +76,6 @@ def _contiguous(t: torch.Tensor | None) -> torch.Tensor | None:
 def _absent(like: torch.Tensor) -> torch.Tensor:
     """The placeholder output of a gradient whose input is None (custom ops return tensors only)."""
     return like.new_empty([0])
-
-
-def _through_reference(formula, saved, needs, grad_outputs, params=()):
-    """Gradients of <grad_outputs, formula(*saved, *params)> with respect to the saved tensors that need one, by
-    autograd through the reference formula: differentiable again, so any order works. A saved tensor in the graph is
-    differentiated through an alias (view_as), so that autograd neither follows it further back nor frees the graph."""
-    wanted = [i for i, t in enumerate(saved) if needs[i] and t is not None]
-    grads = [None] * len(saved)
-    if not wanted:
-        return grads
-    create_graph = torch.is_grad_enabled()  # inside a backward: whether that backward builds a graph
-    with torch.enable_grad():
-        inputs = list(saved)
-        for i in wanted:
-            t = inputs[i]
-            inputs[i] = t.view_as(t) if t.requires_grad else t.detach().requires_grad_(True)
-        outs = formula(*inputs, *params)
-        pairs = [(o, go) for o, go in zip(outs, grad_outputs, strict=True) if o is not None and go is not None]
-        pairs = [(o, go) for o, go in pairs if o.requires_grad]
-        if pairs:
-            found = torch.autograd.grad(
-                [o for o, _ in pairs], [inputs[i] for i in wanted], [go for _, go in pairs],
-                create_graph=create_graph, allow_unused=True,
-            )  # fmt: skip
-            for i, gi in zip(wanted, found, strict=True):
-                grads[i] = gi
-    for i in wanted:  # no path (e.g. the mask of a clamp): zeros
-        if grads[i] is None:
-            grads[i] = torch.zeros_like(saved[i])
-    return grads
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -182,10 +153,10 @@ def _grad_op_setup(n_tensors: int):
 
 
 def _grad_op_backward(formula, n_tensors: int):
-    """backward of a gradient op: autograd through the reference `formula` (see _through_reference)."""
+    """backward of a gradient op: autograd through the reference `formula` (see through_reference)."""
 
     def backward(ctx, *grad_outputs):
-        grads = _through_reference(formula, ctx.saved_tensors, ctx.needs_input_grad, grad_outputs, ctx.params)
+        grads = through_reference(formula, ctx.saved_tensors, ctx.needs_input_grad, grad_outputs, ctx.params)
         return (*grads, *[None] * (len(ctx.needs_input_grad) - n_tensors))
 
     return backward

@@ -26,7 +26,7 @@ import torch
 
 from .. import backend as _backend
 from ..reference import penalties as ref
-from ._common import call, check_float_tensor, check_real, check_same, dense, eager_function, kernels
+from ._common import call, check_float_tensor, check_real, check_same, dense, eager_function, kernels, through_reference
 from .conv2d import no_weight_gradients
 
 OP = "penalties"  # the backend op name: kernels in gankernels.triton.penalties
@@ -200,23 +200,8 @@ def _gradient_norm_penalty_backward_backward(ctx, gdg):
     """Gradients of <gdg, gradient_norm_penalty_grad(dp, dnorm, grads, norm)> with respect to the four tensors, by
     autograd through the reference formula (differentiable again: any order). The norm is an input here: its own
     gradient reaches grads through the forward op's second output."""
-    saved = ctx.saved_tensors
-    wanted = [i for i in range(4) if ctx.needs_input_grad[i] and saved[i] is not None]
-    grads = [None] * 4
-    if gdg is not None and wanted:
-        create_graph = torch.is_grad_enabled()  # inside a backward: whether that backward builds a graph
-        with torch.enable_grad():
-            # differentiate through an alias (view_as) of a tensor in the graph, so that autograd does not follow it
-            # back (norm to grads) nor free the graph beyond; the rest through a fresh leaf
-            inputs = list(saved)
-            for i in wanted:
-                t = inputs[i]
-                inputs[i] = t.view_as(t) if t.requires_grad else t.detach().requires_grad_(True)
-            out = ref.gradient_norm_penalty_grad(*inputs, *ctx.params)
-            found = torch.autograd.grad(out, [inputs[i] for i in wanted], gdg, create_graph=create_graph,
-                                        allow_unused=True)  # fmt: skip
-        for i, gi in zip(wanted, found, strict=True):
-            grads[i] = torch.zeros_like(saved[i]) if gi is None else gi
+    grads = through_reference(ref.gradient_norm_penalty_grad, ctx.saved_tensors, ctx.needs_input_grad, (gdg,),
+                              ctx.params)  # fmt: skip
     return (*grads, None, None, None)
 
 
