@@ -14,6 +14,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .bias_act import _load  # the shared masked load, upcast to fp32 (fp64 for fp64)
+
 MAX_TILE = 4096  # elements per tile (BLOCK_HW * BLOCK_C); tests lower it to reach the multi-tile path
 CL_BLOCK_C = 32  # channels per program for channels_last inputs
 NUM_WARPS = 4  # 8 for tiles of 2048 elements or more (a guess: not yet benchmarked on a GPU)
@@ -52,12 +54,6 @@ def _tile(c_stride, hw_stride, C, HW, BLOCK_C: tl.constexpr, BLOCK_HW: tl.conste
         hw = hw.to(tl.int64)
     c_mask = c < C
     return c[None, :] * c_stride, hw, c, c_mask, n * C * HW, n * C + c
-
-
-@triton.jit
-def _load(ptr, offs, mask, F64: tl.constexpr):
-    v = tl.load(ptr + offs, mask=mask, other=0.0)
-    return v.to(tl.float64) if F64 else v.to(tl.float32)
 
 
 @triton.jit

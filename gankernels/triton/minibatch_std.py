@@ -16,18 +16,13 @@ import triton
 import triton.language as tl
 
 from ..reference.minibatch_std import EPS as _EPS
+from .bias_act import _load  # the shared masked load, upcast to fp32 (fp64 for fp64)
 
 EPS = tl.constexpr(_EPS)  # globals read inside @triton.jit must be constexpr
 MAX_TILE = 4096  # elements per [G, BLOCK] tile; tests lower it to reach the multi-tile, multi-chunk paths
 TILES = 8  # tiles per program: one partial sum per TILES * BLOCK elements of a (group, part)
 NUM_WARPS = 4  # a guess: not yet benchmarked on a GPU
 INT64_FROM = 2**31  # tensors with this many elements (or offsets) or more are indexed in int64
-
-
-@triton.jit
-def _load(ptr, offs, mask, F64: tl.constexpr):
-    v = tl.load(ptr + offs, mask=mask, other=0.0)
-    return v.to(tl.float64) if F64 else v.to(tl.float32)
 
 
 @triton.jit

@@ -12,25 +12,13 @@ import torch
 import triton
 import triton.language as tl
 
+from .bias_act import _load, _offsets  # the shared masked load and int64-safe block offsets
+
 BLOCK = 1024  # elements per program of the elementwise kernels
 MAX_BLOCK = 1024  # elements per tile of the reduction; tests lower it to reach the multi-tile, multi-chunk paths
 TILES = 8  # tiles per program of the reduction's first stage: one partial sum per TILES * block elements
 NUM_WARPS = 4  # a guess: not yet benchmarked on a GPU
 INT64_FROM = 2**31  # tensors with this many elements or more are indexed in int64
-
-
-@triton.jit
-def _load(ptr, offs, mask, F64: tl.constexpr):
-    v = tl.load(ptr + offs, mask=mask, other=0.0)
-    return v.to(tl.float64) if F64 else v.to(tl.float32)
-
-
-@triton.jit
-def _offsets(BLOCK: tl.constexpr, INT64: tl.constexpr):
-    pid = tl.program_id(0)
-    if INT64:
-        pid = pid.to(tl.int64)
-    return pid * BLOCK + tl.arange(0, BLOCK)
 
 
 @triton.jit
