@@ -4,7 +4,7 @@ PY ?= python3
 OUT ?= gpu-out
 NVCC ?= nvcc
 CUDA_ARCHS ?= 80 90
-GPU_BENCH_OPS ?= bias_act,upfirdn2d,instance_norm,fused_conv2d
+GPU_BENCH_OPS ?= bias_act,upfirdn2d,instance_norm,fused_conv2d,stylegan2_ops
 export MAX_JOBS ?= $(shell nproc)
 
 .PHONY: deps build test demo cuda-compile-check gpu-check gpu-bench-steps lint bench clean

@@ -29,7 +29,7 @@ import torch
 from .. import backend as _backend
 
 # modules gankernels.bench.<op> that define cases(device, quick)
-OPS = ("bias_act", "upfirdn2d", "instance_norm", "fused_conv2d", "penalties", "models")
+OPS = ("bias_act", "upfirdn2d", "instance_norm", "fused_conv2d", "stylegan2_ops", "penalties", "models")
 AUTO = "auto"  # in Case.backends: the automatic backend choice, reported as impl "ours"
 
 
