@@ -7,7 +7,7 @@ CUDA_ARCHS ?= 80 90
 GPU_BENCH_OPS ?= bias_act,upfirdn2d,instance_norm,fused_conv2d,stylegan2_ops
 export MAX_JOBS ?= $(shell nproc)
 
-.PHONY: deps build test demo cuda-compile-check gpu-check gpu-bench-steps lint bench clean
+.PHONY: deps build test demo cuda-compile-check triton-compile-check gpu-check gpu-bench-steps lint bench clean
 
 deps:
 	PY=$(PY) tools/install_deps.sh
@@ -26,9 +26,17 @@ cuda-compile-check:
 	    -c $$f -o build/cuda-check/$$(basename $$f .cu).o; \
 	done
 
+# Every Triton kernel, as the ops launch it, compiled for each arch in CUDA_ARCHS (no GPU needed; nothing runs):
+# kernels that would not compile, need more shared memory or registers than the chip has do not land.
+triton-compile-check:
+	env -u TRITON_INTERPRET TRITON_DEFAULT_FP_FUSION=1 $(PY) tools/triton_compile_check.py \
+	  --arch $(subst $() $(),$(comma),$(CUDA_ARCHS)) --json build/triton-compile-check.json
+
 test: build
 	@if command -v $(NVCC) >/dev/null; then $(MAKE) --no-print-directory cuda-compile-check; \
 	  else echo "nvcc not found: skipping cuda-compile-check"; fi
+	@if $(PY) -c "import triton" 2>/dev/null; then $(MAKE) --no-print-directory triton-compile-check; \
+	  else echo "triton not installed: skipping triton-compile-check"; fi
 	$(PY) -m pytest tests -q
 	$(PY) -m pytest benchmarks -q --benchmark-disable
 

@@ -23,6 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
+from . import gpu_launch
 from .bias_act import _act, _scalars
 from .modulated_conv2d import _epilogue_z, _np2
 
@@ -116,16 +117,16 @@ def _config(x: torch.Tensor, m: int, o: int, i: int) -> tuple[int, int, int, dic
     """(BLOCK_M, BLOCK_N, BLOCK_K, launch options): the dtype's GPU config capped by the problem (and BLOCK_*)."""
     bm, bn, bk, warps, stages = GPU_CONFIGS[x.dtype]
     bm, bn, bk = min(bm, BLOCK_M), min(bn, BLOCK_N), min(bk, BLOCK_K)
-    floor = GPU_MIN_BLOCK if x.is_cuda else 1  # the interpreter takes any tile; keep its numpy work small
+    floor = GPU_MIN_BLOCK if gpu_launch(x) else 1  # the interpreter takes any tile; keep its numpy work small
     bm = min(bm, max(floor, _np2(m)))
     bn = min(bn, max(floor, _np2(o)))
     bk = min(bk, max(floor, _np2(i)))
-    return bm, bn, bk, dict(num_warps=warps, num_stages=stages) if x.is_cuda else dict(num_warps=4)
+    return bm, bn, bk, dict(num_warps=warps, num_stages=stages) if gpu_launch(x) else dict(num_warps=4)
 
 
 def _precision(x: torch.Tensor) -> str:
     # fp32 on a GPU: TF32 tensor cores exactly when torch lets cuDNN use them for its own fp32 convolutions
-    if x.is_cuda and x.dtype == torch.float32 and torch.backends.cudnn.allow_tf32:
+    if gpu_launch(x) and x.dtype == torch.float32 and torch.backends.cudnn.allow_tf32:
         return "tf32"
     return "ieee"
 
