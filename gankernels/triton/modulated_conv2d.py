@@ -28,6 +28,13 @@ TILE = 4096  # elements per program tile of the reduction kernels
 MAX_BN, MAX_BO = 16, 32  # samples and output channels per dcoefs tile
 MAX_WEIGHTS_BO = 16  # output channels per tile of the per-sample weights' backward
 MAX_BLOCK_HW = 128  # pixels per program of the epilogue's backward
+# The backward kernels keep tiles live across a loop (the epilogue's: y, g, z, act(z), the gradient, offsets; the
+# weights': weight, acc and offsets over the batch): with TILE elements on 4 warps they compiled to 254-255
+# registers per thread (tools/triton_compile_check.py), two blocks of 4 warps per multiprocessor, too few warps to
+# hide memory latency. On 8 warps, with the epilogue's tile halved (8 elements per thread), the epilogue backward
+# needs <= 80 registers and the weights' 128 (sm_80 and sm_90). Predicted, to be measured on a GPU: more resident
+# warps and a higher fraction of the copy bandwidth for both (bench op stylegan2_ops).
+BWD_TILE, BWD_WARPS = 2048, 8
 NUM_WARPS = 4
 INT64_FROM = 2**31  # tensors with this many elements or more are indexed in int64
 EPS = 1e-8  # NVlabs' demodulation epsilon
@@ -269,7 +276,7 @@ def weights_backward(g, weight, styles, d, dweight):
     pd = torch.empty([grid[1], n, o], dtype=cd, device=weight.device) if d is not None else ps
     _weights_bwd_kernel[grid](
         g, weight, styles, weight if d is None else d, dweight, ps, pd, n, o, i, k,
-        HAS_D=d is not None, BO=bo, BI=bi, BK=bk, **_meta(weight, g.numel()),
+        HAS_D=d is not None, BO=bo, BI=bi, BK=bk, **{**_meta(weight, g.numel()), "num_warps": BWD_WARPS},
     )  # fmt: skip
     return ps.sum(0), (pd.sum(0) if d is not None else None)
 
@@ -400,7 +407,7 @@ def epilogue_backward(g, y, d, noise, b, dy, act, alpha, gain, clamp):
     """Writes dy; returns (ddcoefs [N, O], dnoise [N, H W], dbias [O]) in the compute dtype, None where absent."""
     params, n, o, hw, cl = _epilogue_common(y, alpha, gain, clamp)
     block_hw = min(MAX_BLOCK_HW, _np2(hw))
-    block_o = max(1, min(_np2(o), TILE // block_hw))
+    block_o = max(1, min(_np2(o), BWD_TILE // block_hw))
     grid = (triton.cdiv(hw, block_hw), n)
     cd = _compute_dtype(y)
     new = dict(dtype=cd, device=y.device)
@@ -413,7 +420,7 @@ def epilogue_backward(g, y, d, noise, b, dy, act, alpha, gain, clamp):
         n, o, hw, 1 if cl else hw, o if cl else 1, 0 if noise is None or noise.shape[0] == 1 else hw,
         alpha, gain, clamp,
         A=act, REF=_REF_BY_INDEX[act], HAS_D=d is not None, HAS_NOISE=noise is not None, HAS_B=b is not None,
-        HAS_CLAMP=clamp >= 0, BLOCK_O=block_o, BLOCK_HW=block_hw, **_meta(y, y.numel()),
+        HAS_CLAMP=clamp >= 0, BLOCK_O=block_o, BLOCK_HW=block_hw, **{**_meta(y, y.numel()), "num_warps": BWD_WARPS},
     )  # fmt: skip
     return (
         None if pdd is None else pdd.sum(0),
