@@ -49,7 +49,8 @@ bench: build
 	$(PY) -m gankernels bench
 
 # On a GPU machine (see ../shared/GPU.md): build with CUDA, the glue's refusals (they once crashed there), the host vs
-# device profile, every test, the benchmark table -> $(OUT).
+# device profile, every test, the benchmark table -> $(OUT). The results JSON is rewritten after every case, so a
+# call cut short keeps what it measured; a copied tree has no .git: pass GANKERNELS_GIT_COMMIT=<sha> for the record.
 gpu-check:
 	mkdir -p $(OUT)
 	$(PY) -m pip install --disable-pip-version-check -q -e . --no-build-isolation --no-deps

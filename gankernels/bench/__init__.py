@@ -16,17 +16,21 @@ gets its own fresh state (networks, optimizers) from make_inputs; "eager" is the
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import gc
 import importlib
 import json
+import os
 import platform
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 
 import torch
 
 from .. import backend as _backend
+from .._io import atomic_write
 
 # modules gankernels.bench.<op> that define cases(device, quick)
 OPS = ("bias_act", "upfirdn2d", "instance_norm", "fused_conv2d", "stylegan2_ops", "penalties", "models")
@@ -203,7 +207,21 @@ def environment(device: torch.device) -> dict:
         env["gpu"] = None
         env["cpu_threads"] = torch.get_num_threads()
     env["copy_bandwidth_gb_s"] = copy_bandwidth(device)
+    env["git_commit"] = git_commit()
+    env["date"] = datetime.date.today().isoformat()
     return env
+
+
+def git_commit() -> str | None:
+    """The commit benchmarked: $GANKERNELS_GIT_COMMIT (a copied tree has no .git; set it there), else git's HEAD."""
+    if os.environ.get("GANKERNELS_GIT_COMMIT"):
+        return os.environ["GANKERNELS_GIT_COMMIT"]
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                             cwd=os.path.dirname(os.path.abspath(__file__)))  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def format_table(rows: list[dict]) -> str:
@@ -239,12 +257,13 @@ def run(ops=None, device=None, quick=False, reps=20, json_path=None, echo=print)
     """Benchmarks `ops` (default all) on `device` (default CUDA when present), prints the table, writes JSON."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     rows = []
+    env = environment(device) if json_path else None
     for op in ops or OPS:
         for case in cases(op, device, quick):
             rows += run_case(case, device, reps=reps)
             if echo:
                 echo(format_table([r for r in rows if r["case"] == case.name]).split("\n", 2)[-1])
-    if json_path:
-        with open(json_path, "w") as fh:
-            json.dump(dict(environment=environment(device), results=rows), fh, indent=1)
+            if json_path:  # after every case: a run cut short (a device call's time limit) keeps what it measured
+                text = json.dumps(dict(environment=env, results=rows), indent=1).encode()
+                atomic_write(json_path, [text])
     return rows
