@@ -320,6 +320,8 @@ def _composed(x, weight, padding, reflect, in_scale, out_scale, noise, bias, act
     if reflect:
         x = F.pad(x, [padding[1], padding[1], padding[0], padding[0]], mode="reflect")
         padding = [0, 0]
+    if _identity_epilogue(out_scale, noise, None, act, gain, clamp):  # at most a bias: the conv adds it
+        return dense(conv2d(x, weight, bias, padding=padding), fmt)
     y = conv2d(x, weight, padding=padding)
     y = modulated_conv2d_epilogue(y, out_scale, noise, bias, act=act, alpha=alpha, gain=gain,
                                   clamp=None if clamp < 0 else clamp)  # fmt: skip

@@ -367,3 +367,46 @@ def test_conv2d_resample_bad_input(kwargs, error, match):
     args.update(kwargs)
     with pytest.raises(error, match=match):
         ops.conv2d_resample(**args)
+
+
+@pytest.mark.parametrize("backend", ["ref", *backends_for("fused_conv2d", "cpu")])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(kernel_size=3, padding=1),  # CycleGAN's residual convs: the fused path
+        dict(kernel_size=7, padding=3),  # CycleGAN's first and last convs: the fused path
+        dict(kernel_size=3, padding=(2, 1), bias=False),  # the fused path, uneven padding
+        dict(kernel_size=3, padding=1, stride=2),  # pad then conv
+        dict(kernel_size=(3, 5), padding=(1, 2)),  # pad then conv
+        dict(kernel_size=3, padding=2, dilation=2),  # pad then conv
+    ],
+)
+def test_nn_conv2d_reflect_matches_torch(backend, kwargs):
+    """gankernels.nn.Conv2d(padding_mode="reflect") == torch's, value and gradients, on each path."""
+    from gankernels import nn as gnn
+
+    torch.manual_seed(0)
+    theirs = torch.nn.Conv2d(4, 6, padding_mode="reflect", **kwargs).double()
+    ours = gnn.Conv2d(4, 6, padding_mode="reflect", **kwargs).double()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    assert ours._fused == (kwargs.get("stride", 1) == 1 and kwargs.get("dilation", 1) == 1
+                           and isinstance(kwargs["kernel_size"], int))  # fmt: skip
+    x = torch.randn(2, 4, 9, 8, dtype=torch.float64, requires_grad=True)
+    with gankernels.use_backend(backend):
+        y = ours(x)
+        got = torch.autograd.grad(y.square().sum(), [x, *ours.parameters()])
+    want_y = theirs(x)
+    want = torch.autograd.grad(want_y.square().sum(), [x, *theirs.parameters()])
+    torch.testing.assert_close(y, want_y)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w)
+
+
+def test_nn_conv2d_padding_modes_refused():
+    from gankernels import nn as gnn
+
+    for mode in ("circular", "replicate"):
+        with pytest.raises(ValueError, match="padding_mode must be 'zeros' or 'reflect'"):
+            gnn.Conv2d(3, 4, 3, padding=1, padding_mode=mode)
+    with pytest.raises(ValueError, match="padding must be an int or a pair"):
+        gnn.Conv2d(3, 4, 3, padding="same", padding_mode="reflect")
