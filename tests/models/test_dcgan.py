@@ -198,7 +198,7 @@ def test_convs_equal_torch():
     torch.testing.assert_close(convt(y), F.conv_transpose2d(y, convt.weight, convt.bias, 2, 1), rtol=0, atol=0)
     assert isinstance(conv, nn.Conv2d) and isinstance(convt, nn.ConvTranspose2d)
     with pytest.raises(ValueError, match="padding_mode"):
-        dcgan.Conv2d(3, 4, 3, padding=1, padding_mode="reflect")
+        dcgan.Conv2d(3, 4, 3, padding=1, padding_mode="circular")
 
 
 # ----------------------------------------------------------------------------------------------------------------
