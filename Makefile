@@ -7,7 +7,8 @@ CUDA_ARCHS ?= 80 90
 GPU_BENCH_OPS ?= bias_act,upfirdn2d,instance_norm,fused_conv2d,stylegan2_ops
 export MAX_JOBS ?= $(shell nproc)
 
-.PHONY: deps build test demo cuda-compile-check triton-compile-check gpu-check gpu-bench-steps lint bench clean
+.PHONY: deps build test demo cuda-compile-check triton-compile-check gpu-check gpu-build gpu-tests gpu-bench \
+	gpu-bench-steps lint bench clean
 
 deps:
 	PY=$(PY) tools/install_deps.sh
@@ -51,13 +52,22 @@ bench: build
 # On a GPU machine (see ../shared/GPU.md): build with CUDA, the glue's refusals (they once crashed there), the host vs
 # device profile, every test, the benchmark table -> $(OUT). The results JSON is rewritten after every case, so a
 # call cut short keeps what it measured; a copied tree has no .git: pass GANKERNELS_GIT_COMMIT=<sha> for the record.
-gpu-check:
+# The parts run alone too (gpu-build, gpu-tests, gpu-bench), for calls that would not fit all of it in 10 minutes.
+gpu-check: gpu-build gpu-tests gpu-bench
+
+gpu-build:
 	mkdir -p $(OUT)
 	$(PY) -m pip install --disable-pip-version-check -q -e . --no-build-isolation --no-deps
 	$(PY) -m gankernels info | tee $(OUT)/info.txt
+
+gpu-tests:
+	mkdir -p $(OUT)
 	-$(PY) tools/diag/refusals.py 2>&1 | tee $(OUT)/refusals.txt
 	-$(PY) tools/profile_op.py 2>&1 | tee $(OUT)/profile.txt
-	-$(PY) -m pytest tests -q -p no:cacheprovider 2>&1 | tee $(OUT)/tests.txt
+	-$(PY) -m pytest tests -q -p no:cacheprovider --durations=15 2>&1 | tee $(OUT)/tests.txt
+
+gpu-bench:
+	mkdir -p $(OUT)
 	$(PY) -m gankernels bench --op $(GPU_BENCH_OPS) --json $(OUT)/results.json 2>&1 | tee $(OUT)/bench.txt
 
 # The whole-step benchmarks (model iterations with torch.compile, critic steps) in a call of their own: with the
