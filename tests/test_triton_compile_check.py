@@ -65,15 +65,15 @@ def test_refuses_kernels_that_would_fail_on_a_gpu(tmp_path):
             k.fine[(4,)](x, 1000, BLOCK=256)
             k.fine[(4,)](x, 1000, BLOCK=256)  # the same specialization again: recorded once
         for c in record:
-            print(c.name, c.regs is not None and c.regs > 0, c.problems())
+            print(c.name, c.regs is not None and c.regs > 0, c.mma or "?", c.problems())
     """)
     result = _child(code, tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 3, result.stdout
     assert lines[0].startswith("not_a_power_of_two") and "does not compile" in lines[0] and "power of 2" in lines[0]
-    assert lines[1].startswith("too_much_shared True") and "shared memory, sm_80 has 166912" in lines[1]
-    assert lines[2] == "fine True []"
+    assert lines[1].startswith("too_much_shared True mma") and "shared memory, sm_80 has 166912" in lines[1]
+    assert lines[2] == "fine True - []"  # no tensor-core instruction in an elementwise kernel
 
 
 def test_gankernels_kernels_compile_quick(tmp_path):

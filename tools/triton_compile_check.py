@@ -82,12 +82,13 @@ class Compiled:
     def __init__(self, name, arch, case, kernel=None, error=None):
         self.name, self.arch, self.case, self.error = name, arch, case, error
         self.regs = self.spill = self.shared = self.warps = self.stages = None
-        self.consts = ""
+        self.consts = self.mma = ""
         if kernel is not None:
             md = kernel.metadata
             self.warps, self.stages, self.shared = md.num_warps, md.num_stages, md.shared
             self.consts = _constexprs(kernel)
             self.regs, self.spill = _resource_usage(kernel.asm["cubin"])
+            self.mma = _mma(kernel.asm["ptx"])
 
     def problems(self) -> list[str]:
         if self.error:
@@ -104,7 +105,14 @@ class Compiled:
 
     def row(self) -> dict:
         return {k: getattr(self, k) for k in ("name", "arch", "case", "consts", "warps", "stages", "shared", "regs",
-                                              "spill", "error")}  # fmt: skip
+                                              "spill", "mma", "error")}  # fmt: skip
+
+
+def _mma(ptx: str) -> str:
+    """The tensor-core instructions in the PTX: "wgmma" (Hopper's warpgroup MMA), "mma" (mma.sync) or "-" (none)."""
+    if "wgmma.mma_async" in ptx:
+        return "wgmma"
+    return "mma" if "mma.sync" in ptx else "-"
 
 
 def _constexprs(kernel) -> str:
@@ -402,13 +410,13 @@ def main(argv=None) -> int:
     rows: dict[tuple, int] = {}  # identical resources and constexprs (dtypes aside) are shown once, with a count
     for c in record:
         if not c.error:
-            key = (c.name, c.arch, c.warps, c.stages, c.shared, c.regs, c.spill, c.consts)
+            key = (c.name, c.arch, c.warps, c.stages, c.shared, c.regs, c.spill, c.mma, c.consts)
             rows[key] = rows.get(key, 0) + 1
-    print(
-        f"\n{'kernel':30} {'arch':>4} {'warps':>5} {'stg':>3} {'smem':>6} {'regs':>4} {'spill':>5} {'n':>3}  constexprs"
-    )
-    for (name, arch, warps, stages, shared, regs, spill, consts), n in sorted(rows.items(), key=str):
-        print(f"{name:30} {arch:>4} {warps:>5} {stages:>3} {shared:>6} {regs!s:>4} {spill!s:>5} {n:>3}  {consts}")
+    head = ("kernel", "arch", "warps", "stg", "smem", "regs", "spill", "mma", "n")
+    print("\n{:30} {:>4} {:>5} {:>3} {:>6} {:>4} {:>5} {:>5} {:>3}  constexprs".format(*head))
+    for (name, arch, warps, stages, shared, regs, spill, mma, consts), n in sorted(rows.items(), key=str):
+        row = (name, arch, warps, stages, shared, str(regs), str(spill), mma, n)
+        print("{:30} {:>4} {:>5} {:>3} {:>6} {:>4} {:>5} {:>5} {:>3}  ".format(*row) + consts)
     problems = [(c, p) for c in record for p in c.problems()]
     for c, p in problems:
         print(f"FAIL sm_{c.arch} {c.name} ({c.case}): {p}")
