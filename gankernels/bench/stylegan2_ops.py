@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from ..ops.minibatch_std import minibatch_std
-from ..ops.modulated_conv2d import modulated_conv2d_epilogue
+from ..ops.modconv_pieces import modulated_conv2d_epilogue
 from ..reference import minibatch_std as ref_mbstd
 from ..reference import modulated_conv2d as ref_modconv
 from . import AUTO, DTYPE_NAMES, Case, sizes

@@ -50,7 +50,7 @@ from .conv2d import (
     conv2d,
     weight_gradients_disabled,
 )
-from .modulated_conv2d import _check_epilogue, _defaults, _epilogue_grad_op, _EpilogueGradFn, modulated_conv2d_epilogue
+from .modconv_pieces import _check_epilogue, _defaults, _epilogue_grad_op, _EpilogueGradFn, modulated_conv2d_epilogue
 
 OP = "fused_conv2d"  # the backend op name: the kernel in gankernels.triton.fused_conv2d
 
