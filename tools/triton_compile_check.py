@@ -174,7 +174,10 @@ def compile_only(arch: int, record: list, case: list):
         JITFunction.run = original_run
         backend._TRITON_INTERPRET, gtriton.COMPILE_FOR_GPU = saved
         backend._UNAVAILABLE.clear()
-        driver.reset_active() if _has_gpu_driver() else setattr(driver, "_active", None)
+        if _has_gpu_driver():
+            driver.reset_active()
+        else:  # no real driver to go back to: the next use creates one (and says why it cannot)
+            driver._active = None
         for fn in _jit_functions():  # the per-device caches hold the target; the next arch starts afresh
             fn.device_caches = defaultdict(fn.create_binder)
 
