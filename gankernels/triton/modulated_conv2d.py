@@ -44,8 +44,8 @@ def _np2(v: int) -> int:
     return triton.next_power_of_2(max(int(v), 1))
 
 
-def _meta(t: torch.Tensor, n: int) -> dict:
-    return dict(F64=t.dtype == torch.float64, INT64=n + TILE >= INT64_FROM, num_warps=NUM_WARPS)
+def _meta(t: torch.Tensor, n: int, num_warps: int = NUM_WARPS) -> dict:
+    return dict(F64=t.dtype == torch.float64, INT64=n + TILE >= INT64_FROM, num_warps=num_warps)
 
 
 def _compute_dtype(t: torch.Tensor) -> torch.dtype:
@@ -276,7 +276,7 @@ def weights_backward(g, weight, styles, d, dweight):
     pd = torch.empty([grid[1], n, o], dtype=cd, device=weight.device) if d is not None else ps
     _weights_bwd_kernel[grid](
         g, weight, styles, weight if d is None else d, dweight, ps, pd, n, o, i, k,
-        HAS_D=d is not None, BO=bo, BI=bi, BK=bk, **{**_meta(weight, g.numel()), "num_warps": BWD_WARPS},
+        HAS_D=d is not None, BO=bo, BI=bi, BK=bk, **_meta(weight, g.numel(), BWD_WARPS),
     )  # fmt: skip
     return ps.sum(0), (pd.sum(0) if d is not None else None)
 
@@ -420,7 +420,7 @@ def epilogue_backward(g, y, d, noise, b, dy, act, alpha, gain, clamp):
         n, o, hw, 1 if cl else hw, o if cl else 1, 0 if noise is None or noise.shape[0] == 1 else hw,
         alpha, gain, clamp,
         A=act, REF=_REF_BY_INDEX[act], HAS_D=d is not None, HAS_NOISE=noise is not None, HAS_B=b is not None,
-        HAS_CLAMP=clamp >= 0, BLOCK_O=block_o, BLOCK_HW=block_hw, **{**_meta(y, y.numel()), "num_warps": BWD_WARPS},
+        HAS_CLAMP=clamp >= 0, BLOCK_O=block_o, BLOCK_HW=block_hw, **_meta(y, y.numel(), BWD_WARPS),
     )  # fmt: skip
     return (
         None if pdd is None else pdd.sum(0),
