@@ -41,6 +41,10 @@ class Conv2d(nn.Conv2d):
             return conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
         if self.fuses_padding(x):
             return fused_conv2d(x, self.weight, padding=self.padding, padding_mode="reflect", bias=self.bias)
+        return self._pad_then_conv(x)
+
+    def _pad_then_conv(self, x):
+        """The reflect-padded conv where the padding is not fused: pad, then our double-differentiable conv."""
         x = F.pad(x, self._reversed_padding_repeated_twice, mode="reflect")
         return conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
