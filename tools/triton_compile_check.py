@@ -143,7 +143,8 @@ def _resource_usage(cubin: bytes) -> tuple[int | None, int | None]:
 
 @contextlib.contextmanager
 def compile_only(arch: int, record: list, case: list):
-    """Inside: Triton kernel launches compile for sm_`arch` and record a Compiled in `record`; nothing runs."""
+    """Inside: Triton kernel launches compile for sm_`arch` and record a Compiled in `record` (each specialization
+    once, named after the workload in case[0] when it first compiles); nothing runs."""
     import gankernels.triton as gtriton
     from gankernels import backend
 
@@ -161,7 +162,7 @@ def compile_only(arch: int, record: list, case: list):
             record.append(Compiled(self.fn.__name__, arch, case[0], kernel))
         return kernel
 
-    saved = (backend._TRITON_INTERPRET, gtriton.COMPILE_FOR_GPU)
+    saved = (backend._TRITON_INTERPRET, gtriton.COMPILE_FOR_GPU, driver._active)
     driver.set_active(_CompileOnlyDriver(arch))
     JITFunction.run = run
     backend._TRITON_INTERPRET = True  # let the triton backend take CPU tensors; the kernels stay compiled ones
@@ -172,20 +173,11 @@ def compile_only(arch: int, record: list, case: list):
             yield
     finally:
         JITFunction.run = original_run
-        backend._TRITON_INTERPRET, gtriton.COMPILE_FOR_GPU = saved
+        backend._TRITON_INTERPRET, gtriton.COMPILE_FOR_GPU, previous_driver = saved
         backend._UNAVAILABLE.clear()
-        if _has_gpu_driver():
-            driver.reset_active()
-        else:  # no real driver to go back to: the next use creates one (and says why it cannot)
-            driver._active = None
+        driver.set_active(previous_driver)  # None when none was made yet: the next use makes the real one
         for fn in _jit_functions():  # the per-device caches hold the target; the next arch starts afresh
             fn.device_caches = defaultdict(fn.create_binder)
-
-
-def _has_gpu_driver() -> bool:
-    from triton.backends import backends
-
-    return any(b.driver.is_active() for b in backends.values())
 
 
 def _jit_functions():
@@ -380,16 +372,17 @@ def check(arches, ops=None, quick=False, log=print) -> list[Compiled]:
     """Compile the workloads of `ops` (default: all) for each arch; every Compiled, failures included."""
     record: list[Compiled] = []
     for arch in arches:
-        for op in ops or WORKLOADS:
-            for name, workload in WORKLOADS[op](DTYPES, quick):
-                case = [name]
-                start, before = time.perf_counter(), len(record)
-                with compile_only(arch, record, case):
+        case = [""]  # the workload that launches: named in what it records
+        with compile_only(arch, record, case):  # one context per arch: each specialization compiles (and counts) once
+            for op in ops or WORKLOADS:
+                for name, workload in WORKLOADS[op](DTYPES, quick):
+                    case[0] = name
+                    start, before = time.perf_counter(), len(record)
                     try:
                         workload()
                     except Exception as e:  # the op itself failed around the launches (not a compile error)
                         record.append(Compiled(WORKLOAD, arch, name, error=f"{type(e).__name__}: {e}"[:2000]))
-                log(f"sm_{arch} {name}: {len(record) - before} kernels, {time.perf_counter() - start:.1f} s")
+                    log(f"sm_{arch} {name}: {len(record) - before} new kernels, {time.perf_counter() - start:.1f} s")
     return record
 
 
