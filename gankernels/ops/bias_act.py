@@ -16,19 +16,18 @@ import torch
 from .. import backend as _backend
 from ..reference import bias_act as ref
 from ._common import (
-    call,
     check_dim,
     check_float_tensor,
     check_int,
     check_real,
     check_same,
     dense,
-    eager_function,
     inner_step,
     kernels,
     memory_format,
     reduce_to,
 )
+from ._define import define_op
 
 ACTIVATIONS = ref.ACTIVATIONS
 
@@ -64,11 +63,7 @@ def _bias_act_impl(
     return y
 
 
-_bias_act_op = torch.library.custom_op("gankernels::bias_act", _bias_act_impl, mutates_args=())
-
-
-@_bias_act_op.register_fake
-def _(x, b, dim, act, alpha, gain, clamp, backend):
+def _bias_act_fake(x, b, dim, act, alpha, gain, clamp, backend):
     return _empty_like(x)
 
 
@@ -85,14 +80,24 @@ def _bias_act_backward(ctx, dy):
     xs, bs, ys = ctx.saved_tensors
     dx = db = None
     if ctx.needs_input_grad[1]:
-        dx, db = call(_bias_act_grad_db_op, _BiasActGradDbFn, dense(dy), xs, bs, ys, *ctx.params, ctx=ctx)
+        dx, db = _bias_act_grad_db(dense(dy), xs, bs, ys, *ctx.params, ctx=ctx)
     elif ctx.needs_input_grad[0]:
         dx = _grad(dy, None, xs, bs, ys, *ctx.params, order=1, ctx=ctx)
     return (dx if ctx.needs_input_grad[0] else None), db, None, None, None, None, None, None
 
 
-_bias_act_op.register_autograd(_bias_act_backward, setup_context=_bias_act_setup)
-_BiasActFn = eager_function("_BiasActFn", _bias_act_impl, _bias_act_setup, _bias_act_backward)
+def _elementwise(tensors: tuple[int, ...], dim_at: int):
+    """vmap spec: the tensors at positions `tensors` fold along axis 0 (the bias never: it broadcasts along `dim`,
+    argument `dim_at`, which must then not be axis 0 itself)."""
+
+    def spec(*args):
+        return None if args[dim_at] == 0 else ([0 if i in tensors else None for i in range(len(args))], [0])
+
+    return spec
+
+
+_bias_act = define_op("bias_act", _bias_act_impl, fake=_bias_act_fake, setup_context=_bias_act_setup,
+                      backward=_bias_act_backward, vmap=_elementwise((0,), 2))  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -132,16 +137,12 @@ def _bias_act_grad_impl(
     return _run_grad(g, m, x, b, y, dim, act, alpha, gain, clamp, backend, order, False)[0]
 
 
-_bias_act_grad_op = torch.library.custom_op("gankernels::bias_act_grad", _bias_act_grad_impl, mutates_args=())
-
-
 def _lead(g, x, y):
     """The tensor whose memory layout the gradient takes: the saved one, so that it is never copied."""
     return y if y is not None else x if x is not None else g
 
 
-@_bias_act_grad_op.register_fake
-def _(g, m, x, b, y, dim, act, alpha, gain, clamp, backend, order):
+def _bias_act_grad_fake(g, m, x, b, y, dim, act, alpha, gain, clamp, backend, order):
     return _empty_like(_lead(g, x, y))
 
 
@@ -149,7 +150,7 @@ def _grad(g, m, x, b, y, dim, act, alpha, gain, clamp, backend, order, ctx):
     spec = ACTIVATIONS[act]
     if order == 2 and not spec.has_2nd_grad:
         return None  # identically zero
-    return call(_bias_act_grad_op, _BiasActGradFn, g, m, x, b, y, dim, act, alpha, gain, clamp, backend, order, ctx=ctx)
+    return _bias_act_grad(g, m, x, b, y, dim, act, alpha, gain, clamp, backend, order, ctx=ctx)
 
 
 def _bias_act_grad_setup(ctx, inputs, output):
@@ -205,8 +206,9 @@ def _third_order(go, g, m, x, b, y, dim, act, alpha, gain, clamp):
     return dr
 
 
-_bias_act_grad_op.register_autograd(_bias_act_grad_backward, setup_context=_bias_act_grad_setup)
-_BiasActGradFn = eager_function("_BiasActGradFn", _bias_act_grad_impl, _bias_act_grad_setup, _bias_act_grad_backward)
+_bias_act_grad = define_op("bias_act_grad", _bias_act_grad_impl, fake=_bias_act_grad_fake,
+                           setup_context=_bias_act_grad_setup, backward=_bias_act_grad_backward,
+                           vmap=_elementwise((0, 1, 2, 4), 5))  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -231,11 +233,7 @@ def _bias_act_grad_db_impl(
     return dx, db
 
 
-_bias_act_grad_db_op = torch.library.custom_op("gankernels::bias_act_grad_db", _bias_act_grad_db_impl, mutates_args=())
-
-
-@_bias_act_grad_db_op.register_fake
-def _(g, x, b, y, dim, act, alpha, gain, clamp, backend):
+def _bias_act_grad_db_fake(g, x, b, y, dim, act, alpha, gain, clamp, backend):
     return _empty_like(_lead(g, x, y)), g.new_empty([g.shape[dim]])
 
 
@@ -259,10 +257,9 @@ def _bias_act_grad_db_backward(ctx, gdx, gdb):
     return dg, dx, db, dy, None, None, None, None, None, None
 
 
-_bias_act_grad_db_op.register_autograd(_bias_act_grad_db_backward, setup_context=_bias_act_grad_db_setup)
-_BiasActGradDbFn = eager_function(
-    "_BiasActGradDbFn", _bias_act_grad_db_impl, _bias_act_grad_db_setup, _bias_act_grad_db_backward
-)
+# db sums over the batch: under vmap this op runs once per vmapped index
+_bias_act_grad_db = define_op("bias_act_grad_db", _bias_act_grad_db_impl, fake=_bias_act_grad_db_fake,
+                              setup_context=_bias_act_grad_db_setup, backward=_bias_act_grad_db_backward)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -312,7 +309,7 @@ def bias_act(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None):
     name = _backend.resolve("bias_act", x.device.type)
     if name == "ref":
         return ref.bias_act(x, b, dim, act, alpha, gain, clamp)
-    return call(_bias_act_op, _BiasActFn, dense(x), b, dim, act, alpha, gain, clamp, name)
+    return _bias_act(dense(x), b, dim, act, alpha, gain, clamp, name)
 
 
 def fused_leaky_relu(x, bias=None, negative_slope=0.2, scale=2**0.5):

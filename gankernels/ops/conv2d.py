@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from ..reference.conv2d import resample_padding
-from ._common import call, check_float_tensor, check_int, check_same, eager_function
+from ._common import check_float_tensor, check_int, check_same
+from ._define import define_op
 from .upfirdn2d import _parse_padding, upfirdn2d
 
 # A global, not thread-local: the autograd engine runs the backward of CUDA tensors on threads of its own.
@@ -68,8 +69,7 @@ def _conv(x, weight, bias, stride, padding, dilation, transposed, output_padding
     return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
 
 
-@torch.library.custom_op("gankernels::conv2d", mutates_args=())
-def _conv2d_op(
+def _conv2d_impl(
     x: torch.Tensor,
     weight: torch.Tensor,
     bias: torch.Tensor | None,
@@ -81,9 +81,6 @@ def _conv2d_op(
     groups: int,
 ) -> torch.Tensor:
     return _conv(x, weight, bias, stride, padding, dilation, transposed, output_padding, groups)
-
-
-_conv2d_op.register_fake(_conv)  # torch's meta kernels: the exact output shape and memory format
 
 
 def _conv2d_setup(ctx, inputs, output):
@@ -100,20 +97,20 @@ def _conv2d_backward(ctx, dy):
     dx = dw = db = None
     want_w = needs[1] and not (_weight_gradients_disabled and not torch.compiler.is_compiling())
     if needs[0] and want_w:  # one convolution_backward for both (the usual training step)
-        dx, dw = call(_conv2d_grads_op, _Conv2dGradsFn, dy, x, weight, *ctx.params, ctx=ctx)
+        dx, dw = _conv2d_grads(dy, x, weight, *ctx.params, ctx=ctx)
     elif needs[0]:
         dx = _input_grad(dy, weight, ctx.input_shape, ctx.params, ctx)
     elif want_w:
-        dw = call(_conv2d_weight_grad_op, _Conv2dWeightGradFn, dy, x, weight, *ctx.params, ctx=ctx)
+        dw = _conv2d_weight_grad(dy, x, weight, *ctx.params, ctx=ctx)
     if needs[2]:
         db = dy.sum(dim=(0, 2, 3))
     return dx, dw, db, None, None, None, None, None, None
 
 
-_conv2d_op.register_autograd(_conv2d_backward, setup_context=_conv2d_setup)
-# Eager calls run the same impl / setup / backward through a plain autograd.Function: a custom op's Python dispatch
-# costs tens of microseconds per call, which a StyleGAN2 step pays hundreds of times (see ops/_common.call).
-_Conv2dFn = eager_function("_Conv2dFn", _conv, _conv2d_setup, _conv2d_backward)
+# The fake is torch's own meta kernels: the exact output shape and memory format. Images fold into the batch under
+# vmap when the weight and bias are shared.
+_conv2d = define_op("conv2d", _conv2d_impl, fake=_conv, setup_context=_conv2d_setup, backward=_conv2d_backward,
+                    vmap=([0] + [None] * 8, [0]))  # fmt: skip
 
 
 def _input_grad(dy, weight, input_shape, params, ctx):
@@ -125,15 +122,14 @@ def _input_grad(dy, weight, input_shape, params, ctx):
         for i in range(2):
             span = dilation[i] * (weight.shape[i + 2] - 1) + 1
             extra.append(input_shape[i + 2] - ((dy.shape[i + 2] - 1) * stride[i] - 2 * padding[i] + span))
-        return call(_conv2d_op, _Conv2dFn, dy, weight, None, stride, padding, dilation, True, extra, groups, ctx=ctx)
-    dx = call(_conv2d_op, _Conv2dFn, dy, weight, None, stride, padding, dilation, False, [0, 0], groups, ctx=ctx)
+        return _conv2d(dy, weight, None, stride, padding, dilation, True, extra, groups, ctx=ctx)
+    dx = _conv2d(dy, weight, None, stride, padding, dilation, False, [0, 0], groups, ctx=ctx)
     if dx.shape[2] != input_shape[2] or dx.shape[3] != input_shape[3]:  # output_padding >= stride (dilation > stride)
         dx = dx[:, :, : input_shape[2], : input_shape[3]]
     return dx
 
 
-@torch.library.custom_op("gankernels::conv2d_weight_grad", mutates_args=())
-def _conv2d_weight_grad_op(
+def _weight_grad_op_impl(
     dy: torch.Tensor,
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -155,9 +151,6 @@ def _weight_grad_impl(dy, x, weight, stride, padding, dilation, transposed, outp
     )[1]
 
 
-_conv2d_weight_grad_op.register_fake(_weight_grad_impl)  # torch's meta kernels
-
-
 def _weight_grad_setup(ctx, inputs, output):
     dy, x = inputs[:2]
     needs_dy, needs_x = ctx.needs_input_grad[:2]
@@ -171,19 +164,18 @@ def _weight_grad_backward(ctx, g):
     needs = ctx.needs_input_grad
     ddy = dx = None
     if needs[0]:  # dW is linear in dy: d<g, W(dy, x)>/d(dy) = conv(x, g)
-        ddy = call(_conv2d_op, _Conv2dFn, x, g, None, *ctx.params, ctx=ctx)
+        ddy = _conv2d(x, g, None, *ctx.params, ctx=ctx)
     if needs[1]:  # and linear in x: d<g, W(dy, x)>/dx = conv^T(dy, g)
         dx = _input_grad(dy, g, ctx.input_shape, ctx.params, ctx)
     return ddy, dx, None, None, None, None, None, None, None
 
 
-_conv2d_weight_grad_op.register_autograd(_weight_grad_backward, setup_context=_weight_grad_setup)
-_Conv2dWeightGradFn = eager_function("_Conv2dWeightGradFn", _weight_grad_impl, _weight_grad_setup,
-                                     _weight_grad_backward)  # fmt: skip
+# The weight gradient sums over the batch: under vmap it runs once per vmapped index.
+_conv2d_weight_grad = define_op("conv2d_weight_grad", _weight_grad_op_impl, fake=_weight_grad_impl,
+                                setup_context=_weight_grad_setup, backward=_weight_grad_backward)  # fmt: skip
 
 
-@torch.library.custom_op("gankernels::conv2d_grads", mutates_args=())
-def _conv2d_grads_op(
+def _grads_op_impl(
     dy: torch.Tensor,
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -206,9 +198,6 @@ def _grads_impl(dy, x, weight, stride, padding, dilation, transposed, output_pad
     return dx, dw
 
 
-_conv2d_grads_op.register_fake(_grads_impl)
-
-
 def _grads_setup(ctx, inputs, output):
     dy, x, weight = inputs[:3]
     ctx.save_for_backward(dy, x, weight)
@@ -225,19 +214,19 @@ def _grads_backward(ctx, gdx, gdw):
     if needs[0]:
         parts = []
         if gdx is not None:  # <gdx, conv^T(dy, w)> = <conv(gdx, w), dy>
-            parts.append(call(_conv2d_op, _Conv2dFn, gdx, weight, None, *ctx.params, ctx=ctx))
+            parts.append(_conv2d(gdx, weight, None, *ctx.params, ctx=ctx))
         if gdw is not None:  # <gdw, W(dy, x)> = <conv(x, gdw), dy>
-            parts.append(call(_conv2d_op, _Conv2dFn, x, gdw, None, *ctx.params, ctx=ctx))
+            parts.append(_conv2d(x, gdw, None, *ctx.params, ctx=ctx))
         ddy = sum(parts) if parts else None
     if needs[1] and gdw is not None:
         dx = _input_grad(dy, gdw, ctx.input_shape, ctx.params, ctx)
     if needs[2] and gdx is not None:  # <gdx, conv^T(dy, w)> = <w, W(dy, gdx)>
-        dweight = call(_conv2d_weight_grad_op, _Conv2dWeightGradFn, dy, gdx, weight, *ctx.params, ctx=ctx)
+        dweight = _conv2d_weight_grad(dy, gdx, weight, *ctx.params, ctx=ctx)
     return ddy, dx, dweight, None, None, None, None, None, None
 
 
-_conv2d_grads_op.register_autograd(_grads_backward, setup_context=_grads_setup)
-_Conv2dGradsFn = eager_function("_Conv2dGradsFn", _grads_impl, _grads_setup, _grads_backward)
+_conv2d_grads = define_op("conv2d_grads", _grads_op_impl, fake=_grads_impl, setup_context=_grads_setup,
+                          backward=_grads_backward)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -318,7 +307,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         x, padding = _string_padding(x, weight, padding, stride, dilation)
     padding = _pair(padding, "padding", 0)
     _check_output_size(x, weight, stride, padding, dilation)
-    y = call(_conv2d_op, _Conv2dFn, x, weight, bias, stride, padding, dilation, False, [0, 0], groups)
+    y = _conv2d(x, weight, bias, stride, padding, dilation, False, [0, 0], groups)
     return y.squeeze(0) if unbatched else y
 
 
@@ -359,7 +348,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
         size = (x.shape[i + 2] - 1) * stride[i] - 2 * padding[i] + dilation[i] * (weight.shape[i + 2] - 1)
         if size + output_padding[i] + 1 < 1:
             raise ValueError(f"padding={padding} leaves an empty output for an input of size {list(x.shape[2:])}")
-    y = call(_conv2d_op, _Conv2dFn, x, weight, bias, stride, padding, dilation, True, output_padding, groups)
+    y = _conv2d(x, weight, bias, stride, padding, dilation, True, output_padding, groups)
     return y.squeeze(0) if unbatched else y
 
 
@@ -437,3 +426,9 @@ def conv2d_resample(x, w, f=None, up=1, down=1, padding=0, groups=1, flip_weight
         return _conv2d_wrapper(x, w, padding=[py0, px0], groups=groups, flip_weight=flip_weight)
     x = upfirdn2d(x, None, padding=[px0, px1, py0, py1], flip_filter=flip_filter)  # asymmetric or negative padding
     return _conv2d_wrapper(x, w, groups=groups, flip_weight=flip_weight)
+
+
+# Old names, while fused_conv2d.py moves to the Op objects (removed once it has).
+_conv2d_op, _Conv2dFn = _conv2d.custom, _conv2d.function
+_conv2d_weight_grad_op, _Conv2dWeightGradFn = _conv2d_weight_grad.custom, _conv2d_weight_grad.function
+_conv2d_grads_op, _Conv2dGradsFn = _conv2d_grads.custom, _conv2d_grads.function

@@ -17,16 +17,15 @@ from .. import backend as _backend
 from ..reference import upfirdn2d as ref
 from ..reference.upfirdn2d import CPU
 from ._common import (
-    call,
     check_float_tensor,
     check_int,
     check_real,
     check_same,
     dense,
-    eager_function,
     kernels,
     memory_format,
 )
+from ._define import define_op
 
 # ----------------------------------------------------------------------------------------------------------------
 # Custom op
@@ -77,11 +76,7 @@ def _upfirdn2d_impl(
     return out
 
 
-_upfirdn2d_op = torch.library.custom_op("gankernels::upfirdn2d", _upfirdn2d_impl, mutates_args=())
-
-
-@_upfirdn2d_op.register_fake
-def _(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1, flip, gain, backend):
+def _upfirdn2d_fake(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1, flip, gain, backend):
     return _empty(x, _out_shape(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1))
 
 
@@ -106,12 +101,13 @@ def _upfirdn2d_backward(ctx, dy):
             fh - pady0 - 1,
             ih * upy - oh * downy + pady0 - upy + 1,
         ]
-        dx = call(_upfirdn2d_op, _Upfirdn2dFn, dy, f, downx, downy, upx, upy, *p, not flip, gain, backend, ctx=ctx)
+        dx = _upfirdn2d(dy, f, downx, downy, upx, upy, *p, not flip, gain, backend, ctx=ctx)
     return (dx,) + (None,) * 12
 
 
-_upfirdn2d_op.register_autograd(_upfirdn2d_backward, setup_context=_upfirdn2d_setup)
-_Upfirdn2dFn = eager_function("_Upfirdn2dFn", _upfirdn2d_impl, _upfirdn2d_setup, _upfirdn2d_backward)
+# Each image is resampled on its own: a vmapped dimension folds into the batch (the filter is shared).
+_upfirdn2d = define_op("upfirdn2d", _upfirdn2d_impl, fake=_upfirdn2d_fake, setup_context=_upfirdn2d_setup,
+                       backward=_upfirdn2d_backward, vmap=([0] + [None] * 12, [0]))  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -221,7 +217,7 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1):
     if name == "ref":
         return ref.upfirdn2d(x, f, [upx, upy], [downx, downy], [padx0, padx1, pady0, pady1], bool(flip_filter), gain)
     args = (upx, upy, downx, downy, padx0, padx1, pady0, pady1, bool(flip_filter), gain, name)
-    return call(_upfirdn2d_op, _Upfirdn2dFn, dense(x), f, *args)
+    return _upfirdn2d(dense(x), f, *args)
 
 
 def filter2d(x, f, padding=0, flip_filter=False, gain=1):

@@ -1,0 +1,144 @@
+"""`define_op`: the one way an op of ours is declared.
+
+From an op's own math (impl, fake, setup_context, backward and, optionally, how it folds a vmapped dimension) it
+makes the three things every op needs:
+
+- a torch custom op `gankernels::<name>` (custom_op + register_fake + register_autograd + register_vmap): what
+  torch.compile, opcheck and AOTAutograd see, one opaque node with exact fake shapes;
+- a new-style torch.autograd.Function (`forward(*args)` + `setup_context` + `backward` + `vmap`) running the same
+  impl / setup / backward, for eager calls: torch.library's Python autograd wrapper costs 2-3x the host time per call
+  (benchmarks/NOTES.md), and a new-style Function is what torch.func (grad, vjp, jacrev, vmap) composes with;
+- the choice between them, made once, in `Op.__call__`.
+
+A backward calls other ops with `ctx=ctx`: it follows how its forward ran (eager Function or traced custom op).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+# A vmap spec: (input batch axes, output batch axes). An input's axis is the dimension along which the op is
+# separable (output[n] depends only on input[n] there: usually 0, the batch), None where it is not (a filter, a
+# weight, a bias, a scalar). Outputs likewise. A callable spec gets the op's arguments and returns one, or None when
+# the call does not fold.
+VmapSpec = tuple[Sequence[int | None], Sequence[int | None]]
+
+
+class Op:
+    """One op: `op(*args)` runs it (eager Function, or the custom op while torch.compile traces); inside a backward
+    `op(*args, ctx=ctx)` runs it the way the forward ran."""
+
+    __slots__ = ("name", "custom", "function")
+
+    def __init__(self, name: str, custom, function: type[torch.autograd.Function]):
+        self.name = name
+        self.custom = custom  # the torch custom op (torch.ops.gankernels.<name>)
+        self.function = function  # the eager autograd.Function
+
+    def __call__(self, *args, ctx=None):
+        if ctx is None:
+            eager = not torch.compiler.is_compiling()
+        else:
+            eager = getattr(ctx, "eager", False)
+        return self.function.apply(*args) if eager else self.custom(*args)
+
+    def __repr__(self) -> str:
+        return f"<gankernels op {self.name}>"
+
+
+def define_op(
+    name: str,
+    impl: Callable,
+    *,
+    fake: Callable,
+    setup_context: Callable,
+    backward: Callable,
+    vmap: VmapSpec | Callable | None = None,
+) -> Op:
+    """Declare op `gankernels::<name>`.
+
+    impl(*args): the computation (type-annotated: the custom op's schema is inferred from it); fake(*args): empty
+    outputs of the right shape, dtype and layout; setup_context(ctx, inputs, output) and backward(ctx, *grads) as
+    torch.library.register_autograd wants them (backward returns one gradient or None per input); vmap: a VmapSpec
+    (or a callable giving one per call) to fold a vmapped dimension into the op's batch, else the op runs once per
+    vmapped index.
+    """
+    custom = torch.library.custom_op(f"gankernels::{name}", impl, mutates_args=())
+    custom.register_fake(fake)
+    custom.register_autograd(backward, setup_context=setup_context)
+
+    def eager_setup(ctx, inputs, output):
+        setup_context(ctx, inputs, output)
+        ctx.eager = True  # its backward runs the eager Functions too
+
+    op = Op(name, custom, None)
+    function = type(f"{_camel(name)}Function", (torch.autograd.Function,), {
+        "forward": staticmethod(impl),
+        "setup_context": staticmethod(eager_setup),
+        "backward": staticmethod(backward),
+        "vmap": staticmethod(_vmap_rule(lambda *a: function.apply(*a), vmap)),
+    })  # fmt: skip
+    op.function = function
+    torch.library.register_vmap(custom, _vmap_rule(custom, vmap))
+    return op
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# vmap: fold the vmapped dimension into the op's batch where the op is separable along it, else a loop
+
+
+def _vmap_rule(run: Callable, spec):
+    def rule(info, in_dims, *args):
+        in_dims = [d if isinstance(d, int) else None for d in in_dims]  # a list argument has a list of Nones
+        folds = spec(*args) if callable(spec) else spec
+        if folds is not None and _foldable(folds, in_dims, args):
+            return _fold(run, info.batch_size, folds, in_dims, args)
+        return _loop(run, info.batch_size, in_dims, args)
+
+    return rule
+
+
+def _foldable(folds, in_dims, args) -> bool:
+    in_axes, out_axes = folds
+    if any(a is None for a in out_axes):
+        return False
+    mapped = [i for i, d in enumerate(in_dims) if d is not None]
+    return all(in_axes[i] is not None for i in mapped) and all(in_axes[i] == 0 for i in mapped)
+
+
+def _fold(run, size, folds, in_dims, args):
+    in_axes, out_axes = folds
+    inner = None  # the op's own batch size
+    for i, d in enumerate(in_dims):
+        if d is not None:
+            inner = args[i].movedim(d, 0).shape[1]
+            break
+    folded = list(args)
+    for i, a in enumerate(args):
+        if in_axes[i] is None or not isinstance(a, torch.Tensor):
+            continue
+        if in_dims[i] is not None:
+            folded[i] = a.movedim(in_dims[i], 0).flatten(0, 1)
+        else:  # a per-sample input that is not vmapped: the same for every vmapped index
+            folded[i] = a.unsqueeze(0).expand(size, *a.shape).flatten(0, 1)
+    out = run(*folded)
+    if isinstance(out, torch.Tensor):
+        return out.unflatten(0, (size, inner)), 0
+    return tuple(o.unflatten(0, (size, inner)) for o in out), tuple(0 for _ in out)
+
+
+def _loop(run, size, in_dims, args):
+    results = []
+    for index in range(size):
+        sliced = [a if d is None else a.select(d, index) for a, d in zip(args, in_dims, strict=True)]
+        results.append(run(*sliced))
+    if isinstance(results[0], torch.Tensor):
+        return torch.stack(results), 0
+    outs = tuple(torch.stack([r[k] for r in results]) for k in range(len(results[0])))
+    return outs, tuple(0 for _ in outs)

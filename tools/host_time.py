@@ -1,0 +1,99 @@
+"""Host time per eager call on CPU with tiny tensors (where the Python around a kernel is all there is to measure):
+forward and forward+backward of bias_act, upsample2d, modulated_conv2d and a whole SynthesisLayer, on the automatic
+backend (`ours`, the C++ kernels) beside the same math in plain eager PyTorch (`ref` / torch's own ops), in one run.
+
+    python tools/host_time.py [--reps 2000] [--repeat 7]
+
+Best of --repeat runs of --reps calls each, in microseconds per call, one thread. benchmarks/NOTES.md has the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+
+import gankernels
+from gankernels import ops
+from gankernels.nn import SynthesisLayer
+
+
+def _best(fn, reps: int, repeat: int) -> float:
+    for _ in range(min(reps, 200)):
+        fn()
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        best = min(best, (time.perf_counter() - t0) / reps)
+    return best * 1e6
+
+
+def _fwd_bwd(forward, inputs):
+    def run():
+        out = forward()
+        torch.autograd.grad(out.sum(), inputs)
+
+    return run
+
+
+def cases():
+    """(name, {variant: callable}) for every measured call."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 4, 4, requires_grad=True)
+    b = torch.randn(4, requires_grad=True)
+    gain = 2**0.5
+
+    def eager_bias_act():  # as a new user writes it: three torch ops
+        return F.leaky_relu(x + b.reshape(1, -1, 1, 1), 0.2) * gain
+
+    yield "bias_act lrelu [2,4,4,4]", {
+        "ours": lambda: ops.bias_act(x, b, act="lrelu"),
+        "torch ops": eager_bias_act,
+    }
+    yield "bias_act lrelu [2,4,4,4] fwd+bwd", {
+        "ours": _fwd_bwd(lambda: ops.bias_act(x, b, act="lrelu"), (x, b)),
+        "torch ops": _fwd_bwd(eager_bias_act, (x, b)),
+    }
+    f = ops.setup_filter([1, 3, 3, 1])
+    yield "upsample2d [2,4,4,4]", _both(lambda: ops.upsample2d(x, f))
+    yield "upsample2d [2,4,4,4] fwd+bwd", _both(_fwd_bwd(lambda: ops.upsample2d(x, f), (x,)))
+    w = torch.randn(8, 4, 3, 3, requires_grad=True)
+    s = torch.randn(2, 4, requires_grad=True)
+    yield "modulated_conv2d 4->8 3x3 [2,4,4,4]", _both(lambda: ops.modulated_conv2d(x, w, s, padding=1))
+    yield "modulated_conv2d fwd+bwd", _both(_fwd_bwd(lambda: ops.modulated_conv2d(x, w, s, padding=1), (x, w, s)))
+    layer = SynthesisLayer(4, 8, w_dim=8, resolution=4)
+    ws = torch.randn(2, 8)
+    params = tuple(layer.parameters()) + (x,)
+    yield "SynthesisLayer 4->8 4x4 b2", _both(lambda: layer(x, ws, noise_mode="const"))
+    yield "SynthesisLayer fwd+bwd", _both(_fwd_bwd(lambda: layer(x, ws, noise_mode="const"), params))
+
+
+def _both(fn):
+    def ref():
+        with gankernels.use_backend("ref"):
+            return fn()
+
+    return {"ours": fn, "ref": ref}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=7)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
+    print(f"torch {torch.__version__}, backend on CPU tensors: {gankernels.backend.automatic('bias_act', 'cpu')[0]}")
+    print(f"{'call':<40} {'variant':<10} {'us/call':>9}")
+    for name, variants in cases():
+        for variant, fn in variants.items():
+            print(f"{name:<40} {variant:<10} {_best(fn, args.reps, args.repeat):9.1f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
