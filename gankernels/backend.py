@@ -1,20 +1,41 @@
 """Which implementation runs an op: "cuda" | "triton" | "cpu" | "ref".
 
+Each name means one thing for every op: "cuda" / "cpu" the compiled kernels of gankernels._C, "triton" the Triton
+kernels, "ref" the reference formula (gankernels.reference). `KERNELS` says which an op has.
+
 Precedence: `use_backend(...)` / `set_backend(...)` > env `GANKERNELS_BACKEND` > the automatic choice.
-The automatic choice never fails: on CPU tensors it is the compiled C++ kernels when the extension is built,
-else the reference; on CUDA tensors it is the per-op default in `CUDA_DEFAULTS` when available, then the
-other compiled/Triton backend, then the reference. Asking for a backend that cannot run raises a RuntimeError
-that names what is missing.
+The automatic choice never fails: on CPU tensors it is the compiled C++ kernels when the op has them and the
+extension is built, else the op's own torch path; on CUDA tensors it is the per-op default in `CUDA_DEFAULTS` when
+available, then the op's other kernels, then its torch path. A forced backend that cannot run, or that has no kernels
+for an op, raises a RuntimeError that says so (never silently something else). Composed ops (modulated_conv2d,
+fused_conv2d's composed path, the penalties' torch path) are made of other ops: forced "cpu" / "cuda" runs them
+composed, their pieces on that backend. `use_backend(name, strict=False)` forces `name` where an op has its kernels
+and leaves the other ops on their automatic choice (a whole model on one backend's kernels).
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import os
+import warnings
 
 BACKENDS = ("cuda", "triton", "cpu", "ref")
-OPS = ("bias_act", "upfirdn2d")
+
+# The kernels each op has, besides its reference formula ("ref", every op). A name here is the backend op name
+# that gankernels.ops.<module>.resolve_backend asks about.
+KERNELS = {
+    "bias_act": ("cuda", "triton", "cpu"),
+    "upfirdn2d": ("cuda", "triton", "cpu"),
+    "grid_sample": ("triton", "cpu"),
+    "instance_norm": ("triton",),
+    "minibatch_std": ("triton",),
+    "penalties": ("triton",),
+    "modulated_conv2d": ("triton",),
+    "fused_conv2d": ("triton",),
+}
+OPS = tuple(KERNELS)
 
 # Default backend on CUDA tensors, per op, chosen from benchmarks/results (see benchmarks/NOTES.md).
 CUDA_DEFAULTS = {
@@ -28,14 +49,23 @@ CUDA_DEFAULTS = {
 }
 
 _override: str | None = None  # set_backend / use_backend
+_strict = True  # use_backend(name, strict=False): ops without `name` kernels take their automatic choice
 _env_override: str | None = None  # GANKERNELS_BACKEND, read once at import
+
+
+REBUILD = "pip install -e . --no-build-isolation"
 
 
 def _load_extension():
     try:
         return importlib.import_module("gankernels._C"), None
-    except ImportError as e:  # not built: the package still works on ref/triton
-        why = f"the compiled extension gankernels._C is not built ({e}); run `pip install -e . --no-build-isolation`"
+    except ImportError as e:
+        if importlib.util.find_spec("gankernels._C") is None:  # not built: the package still works on ref/triton
+            return None, f"the compiled extension gankernels._C is not built; run `{REBUILD}`"
+        # Built, but it does not load (an ABI mismatch after a torch upgrade, a missing library): say so once, loudly,
+        # rather than leave every op on the reference path without a word. `gankernels info` shows it too.
+        why = f"the compiled extension gankernels._C is built but fails to import ({e}); rebuild it: `{REBUILD}`"
+        warnings.warn(why, RuntimeWarning, stacklevel=2)
         return None, why
 
 
@@ -82,6 +112,8 @@ def _why_unavailable(name: str, op: str, device_type: str) -> str | None:
         return f"unknown backend {name!r}; expected one of {BACKENDS}"
     if name == "ref":
         return None
+    if op in KERNELS and name not in KERNELS[op]:
+        return f"{op} has no {name} kernels (its kernels: {', '.join(KERNELS[op])}; 'ref' is its reference formula)"
     if name == "triton":
         if not _TRITON_OK:
             return _TRITON_WHY
@@ -124,12 +156,14 @@ def _check_usable(name: str) -> None:
         raise RuntimeError("backend 'cuda' is unavailable: the extension was built without CUDA kernels")
 
 
-def set_backend(name: str | None) -> None:
-    """Force every op onto backend `name`, or restore the automatic choice with None."""
-    global _override
+def set_backend(name: str | None, *, strict: bool = True) -> None:
+    """Force every op onto backend `name`, or restore the automatic choice with None. strict (default): an op without
+    `name` kernels raises; strict=False: such an op takes its automatic choice."""
+    global _override, _strict
     if name is not None:
         _check_usable(_check_name(name, "name"))
     _override = name
+    _strict = bool(strict)
 
 
 def get_backend() -> str | None:
@@ -138,15 +172,15 @@ def get_backend() -> str | None:
 
 
 @contextlib.contextmanager
-def use_backend(name: str | None):
-    """Context manager: run the ops inside the block on backend `name` (None: automatic)."""
-    global _override
-    previous = _override
-    set_backend(name)
+def use_backend(name: str | None, *, strict: bool = True):
+    """Context manager: run the ops inside the block on backend `name` (None: automatic); strict as set_backend."""
+    global _override, _strict
+    previous = _override, _strict
+    set_backend(name, strict=strict)
     try:
         yield
     finally:
-        _override = previous
+        _override, _strict = previous
 
 
 def automatic(op: str, device_type: str) -> tuple[str, str]:
@@ -156,8 +190,8 @@ def automatic(op: str, device_type: str) -> tuple[str, str]:
             return "cpu", "compiled C++ kernels"
         return "ref", f"cpu backend unavailable: {why_unavailable('cpu', op, 'cpu')}"
     if device_type == "cuda":
-        first = CUDA_DEFAULTS.get(op, "cuda")
-        order = [first] + [b for b in ("cuda", "triton") if b != first]
+        first = CUDA_DEFAULTS.get(op, KERNELS.get(op, ("cuda",))[0])
+        order = [first] + [b for b in ("cuda", "triton") if b != first and b in KERNELS.get(op, BACKENDS)]
         missing = []
         for name in order:
             why = why_unavailable(name, op, "cuda")
@@ -181,9 +215,18 @@ def resolve(op: str, device_type: str) -> str:
             _AUTOMATIC[key] = automatic(op, device_type)[0]
         return _AUTOMATIC[key]
     why = why_unavailable(forced, op, device_type)
-    if why is not None:
-        raise RuntimeError(f"backend {forced!r} cannot run {op} on {device_type} tensors: {why}")
-    return forced
+    if why is None:
+        return forced
+    if not _strict and forced not in KERNELS.get(op, BACKENDS):
+        return resolve_automatic(op, device_type)
+    raise RuntimeError(f"backend {forced!r} cannot run {op} on {device_type} tensors: {why}")
+
+
+def resolve_automatic(op: str, device_type: str) -> str:
+    key = (op, device_type)
+    if key not in _AUTOMATIC:
+        _AUTOMATIC[key] = automatic(op, device_type)[0]
+    return _AUTOMATIC[key]
 
 
 def _read_env() -> None:
@@ -199,13 +242,18 @@ def _read_env() -> None:
 _read_env()
 
 
+# Ops whose path without their own kernels is composed of other ops (their pieces then run on the forced backend).
+COMPOSED = ("modulated_conv2d", "fused_conv2d", "penalties")
+
+
 def resolve_triton_op(op: str, device_type: str, otherwise: str = "ref", *, cuda_default: bool = True) -> str:
     """The backend of an op whose only kernels are Triton ones (instance norm, minibatch std, the penalty and
     modulated-conv pieces, fused_conv2d): "triton", "ref", or `otherwise` (the op's composed / torch path).
 
-    A forced "triton" must run (RuntimeError naming what is missing); a forced "ref" gives "ref"; any other forced
-    backend ("cpu", "cuda": the op has no kernels there) gives `otherwise`. Automatic: "triton" on CUDA tensors when
-    cuda_default and Triton runs there, else `otherwise`.
+    A forced "triton" must run (RuntimeError naming what is missing); a forced "ref" gives "ref". A forced "cpu" or
+    "cuda" (no kernels of the op there) gives `otherwise` for a COMPOSED op, else raises (strict) or takes the
+    automatic choice (use_backend(name, strict=False)). Automatic: "triton" on CUDA tensors when cuda_default and
+    Triton runs there, else `otherwise`.
     """
     forced = get_backend()
     if forced == "triton":
@@ -215,6 +263,12 @@ def resolve_triton_op(op: str, device_type: str, otherwise: str = "ref", *, cuda
         return "triton"
     if forced == "ref":
         return "ref"
-    if forced is None and cuda_default and device_type == "cuda" and why_unavailable("triton", op, "cuda") is None:
+    if forced is not None and _strict and op not in COMPOSED:
+        raise RuntimeError(
+            f"backend {forced!r} cannot run {op}: {why_unavailable(forced, op, device_type)}; "
+            f"use_backend({forced!r}, strict=False) leaves such ops on their automatic choice"
+        )
+    automatic_choice = forced is None or op not in COMPOSED  # a lenient forced backend leaves the op automatic
+    if automatic_choice and cuda_default and device_type == "cuda" and why_unavailable("triton", op, "cuda") is None:
         return "triton"
     return otherwise

@@ -82,15 +82,21 @@ def test_environment_variable_with_unknown_backend_fails_clearly():
 
 
 def test_resolve_triton_op():
-    """Ops whose only kernels are Triton ones: forced triton/ref honoured, other forced backends and the automatic
-    choice off CUDA take the composed path (`otherwise`)."""
+    """Ops whose only kernels are Triton ones: forced triton/ref honoured; a forced cpu/cuda raises (strict), takes the
+    automatic choice (strict=False) or, for a composed op, its composed path; automatic off CUDA: `otherwise`."""
     resolve = backend.resolve_triton_op
     assert resolve("instance_norm", "cpu") == "ref"
     assert resolve("penalties", "cpu", otherwise="torch") == "torch"
     with backend.use_backend("ref"):
         assert resolve("penalties", "cpu", otherwise="torch") == "ref"
-    with backend.use_backend("cpu"):
-        assert resolve("instance_norm", "cpu") == "ref"
+    if HAS_EXT:  # a forced backend without kernels for an op says so (it once ran the reference silently)
+        with backend.use_backend("cpu"), pytest.raises(RuntimeError, match="instance_norm has no cpu kernels"):
+            resolve("instance_norm", "cpu")
+        with backend.use_backend("cpu", strict=False):  # lenient: such ops stay on their automatic choice
+            assert resolve("instance_norm", "cpu") == "ref"
+            assert backend.resolve("bias_act", "cpu") == "cpu"
+        with backend.use_backend("cpu"):  # composed ops run composed, their pieces on the forced backend
+            assert resolve("penalties", "cpu", otherwise="torch") == "torch"
     if backend.why_unavailable("triton", "instance_norm", "cpu") is None:  # TRITON_INTERPRET=1 (CI)
         with backend.use_backend("triton"):
             assert resolve("fused_conv2d", "cpu", cuda_default=False) == "triton"
@@ -99,3 +105,42 @@ def test_resolve_triton_op():
     else:
         assert resolve("instance_norm", "cuda") == "triton"
         assert resolve("fused_conv2d", "cuda", cuda_default=False) == "ref"
+
+
+def test_forcing_a_backend_an_op_has_no_kernels_for_says_so():
+    """Forcing "cuda" on grid_sample's or "cpu" on minibatch_std's missing kernels names the op's kernels."""
+    assert "grid_sample has no cuda kernels" in backend.why_unavailable("cuda", "grid_sample", "cuda")
+    assert "minibatch_std has no cpu kernels" in backend.why_unavailable("cpu", "minibatch_std", "cpu")
+    assert backend.why_unavailable("ref", "minibatch_std", "cpu") is None
+
+
+def test_extension_that_fails_to_import_warns_with_the_rebuild_command(monkeypatch):
+    """A built extension that does not load (ABI mismatch after a torch upgrade) is reported, not silently ref."""
+    import importlib
+    import importlib.util
+
+    real_import = importlib.import_module
+
+    def broken(name, *args):
+        if name == "gankernels._C":
+            raise ImportError("undefined symbol: _ZN3c1010TensorImpl")
+        return real_import(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", broken)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "gankernels._C" else None)
+    with pytest.warns(RuntimeWarning, match="fails to import.*undefined symbol.*pip install -e ."):
+        module, why = backend._load_extension()
+    assert module is None and "fails to import" in why
+
+
+def test_extension_not_built_is_quiet(monkeypatch, recwarn):
+    import importlib
+    import importlib.util
+
+    def missing(name, *args):
+        raise ModuleNotFoundError(f"No module named {name!r}")
+
+    monkeypatch.setattr(importlib, "import_module", missing)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    module, why = backend._load_extension()
+    assert module is None and "not built" in why and not [w for w in recwarn if "gankernels" in str(w.message)]

@@ -134,7 +134,7 @@ def test_generator_matches_junyanz_layout(backend):
     ours = ResnetGenerator(3, 3, ngf=4, n_blocks=2)
     ours.load_state_dict(theirs.state_dict(), strict=True)
     x = torch.randn(1, 3, 32, 32, requires_grad=True)
-    with gankernels.use_backend(backend):
+    with gankernels.use_backend(backend, strict=False):
         # the reflection pads are read in the convs' loads on triton (one fused kernel), torch's reflect conv on ref
         assert ours.model[1].fuses_padding(x) == ours.model[10].conv_block[1].fuses_padding(x) == (backend == "triton")
         y = ours(x)
@@ -155,7 +155,7 @@ def test_discriminator_matches_junyanz_layout(backend):
     ours = NLayerDiscriminator(3, ndf=4, n_layers=3)
     ours.load_state_dict(theirs.state_dict(), strict=True)
     x = torch.randn(2, 3, 32, 32)
-    with gankernels.use_backend(backend):
+    with gankernels.use_backend(backend, strict=False):
         y = ours(x)
     torch.testing.assert_close(y, theirs(x), atol=2e-5, rtol=1e-4)
 
@@ -284,7 +284,7 @@ def test_r1_penalty_through_discriminator_matches_reference():
     x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
 
     def r1_grads(backend):
-        with gankernels.use_backend(backend):
+        with gankernels.use_backend(backend, strict=False):
             images = x.clone().requires_grad_(True)
             (gx,) = torch.autograd.grad(d(images).sum(), images, create_graph=True)
             return torch.autograd.grad(

@@ -82,7 +82,7 @@ def test_fixture_state_dicts_load_strict(fixture):
 @pytest.mark.parametrize("backend", FULL_BACKENDS)
 def test_fixture_outputs(fixture, backend):
     f, G, D = fixture
-    with gankernels.use_backend(backend):
+    with gankernels.use_backend(backend, strict=False):
         out = fixture_outputs(f, G, D)
     assert set(out) == {k for k in f if k.startswith("out.")}
     errors = {k: rel_err(v, f[k]) for k, v in out.items()}

@@ -35,7 +35,7 @@ def test_box_resampling_equals_torch(backend, dtype):
     """upsample2d / downsample2d with the 2-tap box filter are nearest x2 and 2x2 mean pooling, bit for bit."""
     f = setup_filter(wgan_gp.BOX_FILTER)
     x = torch.randn(2, 3, 6, 10, dtype=dtype)
-    with gankernels.use_backend(backend):
+    with gankernels.use_backend(backend, strict=False):
         assert torch.equal(upsample2d(x, f, up=2), F.interpolate(x, scale_factor=2, mode="nearest"))
         assert torch.equal(downsample2d(x, f, down=2), F.avg_pool2d(x, 2))
         assert torch.equal(wgan_gp.UpBlock(3, 3).upsample(x), F.interpolate(x, scale_factor=2, mode="nearest"))

@@ -112,7 +112,7 @@ def test_nvlabs_state_dicts_load_strict():
 def test_fully_connected(backend, activation, shape):
     fc = gnn.FullyConnectedLayer(6, 5, activation=activation, lr_multiplier=0.1, bias_init=[0.5]).double()
     x = randn(*shape, grad=True)
-    with gankernels.use_backend(backend):
+    with gankernels.use_backend(backend, strict=False):
         y = fc(x)
     spec = ref_bias_act.ACTIVATIONS[activation]
     z = x @ (fc.weight * 0.1 / math.sqrt(6)).t() + fc.bias * 0.1
@@ -131,7 +131,7 @@ def test_conv2d_layer(backend, k, up, down, clamp):
     with torch.no_grad():
         layer.bias.normal_()
     x = randn(2, 3, 6, 6, grad=True)
-    with gankernels.use_backend(backend):
+    with gankernels.use_backend(backend, strict=False):
         y = layer(x, gain=0.5)
     w = layer.weight / math.sqrt(3 * k * k)
     z = ref_conv2d.conv2d_resample(x, w, layer.resample_filter.double(), up=up, down=down, padding=k // 2,
@@ -141,7 +141,7 @@ def test_conv2d_layer(backend, k, up, down, clamp):
     assert_close(y, want)
     params = (x, layer.weight, layer.bias)
     dy = randn(*want.shape, seed=1)
-    with gankernels.use_backend(backend):
+    with gankernels.use_backend(backend, strict=False):
         got = torch.autograd.grad(y, params, dy)
     for g, r in zip(got, torch.autograd.grad(want, params, dy), strict=True):
         assert_close(g, r)
@@ -164,7 +164,7 @@ def _synthesis_layer(up=1, kernel_size=3, conv_clamp=None, use_noise=True):
 def test_synthesis_layer(backend, up, k, clamp, fused_modconv):
     layer = _synthesis_layer(up, k, clamp)
     x, w = randn(2, 3, 4, 4, grad=True), randn(2, 5, seed=1, grad=True)
-    with gankernels.use_backend(backend):
+    with gankernels.use_backend(backend, strict=False):
         y = layer(x, w, noise_mode="const", fused_modconv=fused_modconv, gain=0.5)
     styles = w @ (layer.affine.weight / math.sqrt(5)).t() + layer.affine.bias
     want = ref_modulated_conv2d(x, layer.weight, styles, noise=layer.noise_const * layer.noise_strength, up=up,
@@ -175,7 +175,7 @@ def test_synthesis_layer(backend, up, k, clamp, fused_modconv):
     assert_close(y, want)
     params = (x, w, layer.weight, layer.bias, layer.noise_strength, layer.affine.weight, layer.affine.bias)
     dy = randn(*want.shape, seed=2)
-    with gankernels.use_backend(backend):
+    with gankernels.use_backend(backend, strict=False):
         got = torch.autograd.grad(y, params, dy)
     for g, r in zip(got, torch.autograd.grad(want, params, dy), strict=True):
         assert_close(g, r)

@@ -30,7 +30,7 @@ def all_params(task):
 def test_one_step_finite_on_every_backend(backend):
     task = StyleGAN2Task(tiny_config(batch=2), torch.device("cpu"), loop.distributed.DistInfo())
     before = all_params(task)
-    with gankernels.use_backend(backend):
+    with gankernels.use_backend(backend, strict=False):
         loop.seed_step(0, 0, 0)
         stats = task.step(0)  # step 0 runs all four phases: Gmain, Greg (path length), Dmain, Dreg (R1)
     assert set(stats) == {"G", "pl", "D", "r1"}
