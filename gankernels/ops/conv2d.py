@@ -37,10 +37,10 @@ def no_weight_gradients(disable=True):
     conv_transpose2d, conv2d_resample and modulated_conv2d compute no weight gradient (it is None).
 
     Use it around the inner `torch.autograd.grad(..., images, create_graph=True)` of an R1 penalty, as NVlabs'
-    conv2d_gradfix.no_weight_gradients. Only where every conv weight is a parameter (or a view of one): a weight
-    computed from the tensor being differentiated (modulated_conv2d with fused_modconv=True, whose per-sample
-    weights depend on the styles) would lose that path, so path length on such layers needs it off
-    (gankernels.ops.path_length_penalty(..., no_weight_grad=False)), as NVlabs' pl_no_weight_grad.
+    conv2d_gradfix.no_weight_gradients. Only gradients that lead to parameters alone are skipped: a weight that is a
+    parameter or derived from exactly one (a view, `weight * weight_gain`); a weight computed from several tensors
+    (modulated_conv2d with fused_modconv=True: weight * styles, which depend on ws) keeps its gradient, so path length
+    stays exact on such layers (see skip_weight_gradient).
     It is read when the backward runs; a torch.compile'd graph traces its backward ahead of time, so there the
     switch is ignored and weight gradients are always computed (never wrong).
     """
@@ -57,6 +57,29 @@ def no_weight_gradients(disable=True):
 def weight_gradients_disabled() -> bool:
     """Whether `no_weight_gradients()` is active."""
     return _weight_gradients_disabled
+
+
+def skip_weight_gradient(weight: torch.Tensor | None) -> bool:
+    """Whether a backward may leave out the gradient with respect to `weight`: no_weight_gradients() is active (and
+    not ignored by tracing) and `weight` is a parameter or is derived from exactly one (a view, a scaled or cast copy:
+    NVlabs' `weight * weight_gain`), so the gradient reaches parameters only. A weight computed from several tensors
+    (the per-sample weights of a fused modulated conv: weight * styles) keeps its gradient, which may lead to the
+    tensor the penalty differentiates (ws under path length): skipping it would silently drop that path."""
+    if not _weight_gradients_disabled or torch.compiler.is_compiling():
+        return False
+    return weight is None or _from_one_leaf(weight.grad_fn)
+
+
+def _from_one_leaf(node, limit: int = 16) -> bool:
+    """The autograd graph from `node` is a chain (each node has at most one input requiring grad) ending at a leaf."""
+    while node is not None and limit > 0:
+        inputs = [n for n, _ in node.next_functions if n is not None]
+        if not inputs:  # an AccumulateGrad: the leaf
+            return True
+        if len(inputs) > 1:
+            return False
+        node, limit = inputs[0], limit - 1
+    return node is None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -95,7 +118,7 @@ def _conv2d_backward(ctx, dy):
     x, weight = ctx.saved_tensors
     needs = ctx.needs_input_grad
     dx = dw = db = None
-    want_w = needs[1] and not (_weight_gradients_disabled and not torch.compiler.is_compiling())
+    want_w = needs[1] and not skip_weight_gradient(weight)
     if needs[0] and want_w:  # one convolution_backward for both (the usual training step)
         dx, dw = _conv2d_grads(dy, x, weight, *ctx.params, ctx=ctx)
     elif needs[0]:
