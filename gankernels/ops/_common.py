@@ -62,7 +62,7 @@ def check_dim(dim, ndim: int, name: str = "dim") -> int:
 
 def memory_format(t: torch.Tensor) -> torch.memory_format:
     """The format that `t` is stored in: channels_last(_3d) when it is that and not plain contiguous."""
-    if t.is_contiguous():
+    if t.is_contiguous() or torch._C._functorch.is_batchedtensor(t):  # vmap answers no other layout query
         return torch.contiguous_format
     if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last):
         return torch.channels_last

@@ -9,8 +9,7 @@ rstd ([N, C]) that its backward reuses; the statistics are real, differentiable 
 x), which keeps every op's autograd exact on its own. `gankernels::instance_norm_act_backward` gives (dx, dweight,
 dbias) from one fused kernel; its own backward is autograd through the reference formula
 (gankernels.reference.instance_norm.instance_norm_act_grad), so the double backward of a gradient penalty through a
-normalised layer is exact. Eager calls run the same impl / setup / backward through torch.autograd.Functions (see
-_common.eager_function).
+normalised layer is exact. Both are declared through _define.define_op (eager Function, vmap rule).
 """
 
 from __future__ import annotations
@@ -19,17 +18,8 @@ import torch
 
 from .. import backend as _backend
 from ..reference import instance_norm as ref
-from ._common import (
-    call,
-    check_float_tensor,
-    check_real,
-    check_same,
-    dense,
-    eager_function,
-    kernels,
-    memory_format,
-    through_reference,
-)
+from ._common import check_float_tensor, check_real, check_same, dense, kernels, memory_format, through_reference
+from ._define import define_op
 
 OP = "instance_norm"  # the backend op name: kernels in gankernels.triton.instance_norm
 ACTIVATIONS = ref.ACTIVATIONS
@@ -58,15 +48,9 @@ def _stats_empty(x: torch.Tensor) -> torch.Tensor:
 
 
 def _instance_norm_act_impl(
-    x: torch.Tensor,
-    weight: torch.Tensor | None,
-    bias: torch.Tensor | None,
-    residual: torch.Tensor | None,
-    act: str,
-    alpha: float,
-    eps: float,
-    backend: str,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, residual: torch.Tensor | None,
+    act: str, alpha: float, eps: float, backend: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
     x = dense(x)
     fmt = memory_format(x)
     residual = None if residual is None else dense(residual, fmt)
@@ -83,16 +67,6 @@ def _instance_norm_act_impl(
     return y, mean, rstd
 
 
-_instance_norm_act_op = torch.library.custom_op(
-    "gankernels::instance_norm_act", _instance_norm_act_impl, mutates_args=()
-)
-
-
-@_instance_norm_act_op.register_fake
-def _(x, weight, bias, residual, act, alpha, eps, backend):
-    return _empty_like(x), _stats_empty(x), _stats_empty(x)
-
-
 def _instance_norm_act_setup(ctx, inputs, output):
     x, weight, bias, residual, act, alpha, eps, backend = inputs
     _, mean, rstd = output
@@ -104,31 +78,24 @@ def _instance_norm_act_setup(ctx, inputs, output):
 def _instance_norm_act_backward(ctx, gy, gmean, grstd):
     x, weight, bias, mean, rstd = ctx.saved_tensors
     needs = ctx.needs_input_grad
-    dx = dweight = dbias = dresidual = None
-    if gy is not None:
-        if needs[0] or needs[1] or needs[2]:
-            dx, dweight, dbias = call(
-                _instance_norm_act_backward_op, _InstanceNormActBackwardFn, gy, x, weight, bias, mean, rstd,
-                *ctx.params, ctx=ctx,
-            )  # fmt: skip
-        dresidual = gy if needs[3] else None  # y = ... + residual
+    dx = dweight = dbias = None
+    if gy is not None and any(needs[:3]):
+        dx, dweight, dbias = _instance_norm_act_backward_op(gy, x, weight, bias, mean, rstd, *ctx.params, ctx=ctx)
     if needs[0]:  # the statistics are outputs too: their gradients reach x
         dstats = ref.instance_norm_stats_grad(gmean, grstd, x, mean, rstd)
         if dstats is not None:
             dx = dstats if dx is None else dx + dstats
-    return (
-        dx if needs[0] else None,
-        dweight if needs[1] else None,
-        dbias if needs[2] else None,
-        dresidual,
-        None, None, None, None,
-    )  # fmt: skip
+    grads = (dx, dweight, dbias, gy)  # y = ... + residual
+    return *(g if need else None for g, need in zip(grads, needs[:4], strict=True)), None, None, None, None
 
 
-_instance_norm_act_op.register_autograd(_instance_norm_act_backward, setup_context=_instance_norm_act_setup)
-_InstanceNormActFn = eager_function(
-    "_InstanceNormActFn", _instance_norm_act_impl, _instance_norm_act_setup, _instance_norm_act_backward
-)
+# per sample along the batch: x and residual fold into it (weight and bias are per channel)
+_instance_norm_act_op = define_op(
+    "instance_norm_act", _instance_norm_act_impl,
+    fake=lambda x, weight, bias, residual, act, alpha, eps, backend: (_empty_like(x), _stats_empty(x), _stats_empty(x)),
+    setup_context=_instance_norm_act_setup, backward=_instance_norm_act_backward,
+    vmap=((0, None, None, 0, None, None, None, None), (0, 0, 0)),
+)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -136,47 +103,34 @@ _InstanceNormActFn = eager_function(
 
 
 def _grad_dtypes(x, weight, bias):
-    return (x.dtype if weight is None else weight.dtype), (x.dtype if bias is None else bias.dtype)
+    return [(x if t is None else t).dtype for t in (weight, bias)]
+
+
+def _channel_grads(x, weight, bias, make=torch.Tensor.new_empty):
+    """dweight and dbias: [C] each, by `make`, in weight's and bias' dtypes (x's for None)."""
+    return tuple(make(x, x.shape[1], dtype=d) for d in _grad_dtypes(x, weight, bias))
 
 
 def _instance_norm_act_backward_impl(
-    g: torch.Tensor,
-    x: torch.Tensor,
-    weight: torch.Tensor | None,
-    bias: torch.Tensor | None,
-    mean: torch.Tensor,
-    rstd: torch.Tensor,
-    act: str,
-    alpha: float,
-    backend: str,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
+    mean: torch.Tensor, rstd: torch.Tensor, act: str, alpha: float, backend: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
     x = dense(x)
     fmt = memory_format(x)
     g = dense(g, fmt)
     if backend == "ref":
         dx, dweight, dbias = ref.instance_norm_act_grad(g, x, weight, bias, mean, rstd, act, alpha)
         return dx.contiguous(memory_format=fmt), dweight, dbias
-    w_dtype, b_dtype = _grad_dtypes(x, weight, bias)
     dx = _empty_like(x)
     if not x.numel():
-        return dx, x.new_zeros(x.shape[1], dtype=w_dtype), x.new_zeros(x.shape[1], dtype=b_dtype)
+        return dx, *_channel_grads(x, weight, bias, torch.Tensor.new_zeros)
     dweight_partial, dbias_partial = mean.new_empty(mean.shape), mean.new_empty(mean.shape)  # per (n, c) plane
     kernels(backend, OP).instance_norm_backward(
         g, x, None if weight is None else weight.contiguous(), None if bias is None else bias.contiguous(),
         mean.contiguous(), rstd.contiguous(), dx, dweight_partial, dbias_partial, ACTIVATIONS[act][0], alpha,
     )  # fmt: skip
-    return dx, dweight_partial.sum(0).to(w_dtype), dbias_partial.sum(0).to(b_dtype)
-
-
-_instance_norm_act_backward_op = torch.library.custom_op(
-    "gankernels::instance_norm_act_backward", _instance_norm_act_backward_impl, mutates_args=()
-)
-
-
-@_instance_norm_act_backward_op.register_fake
-def _(g, x, weight, bias, mean, rstd, act, alpha, backend):
     w_dtype, b_dtype = _grad_dtypes(x, weight, bias)
-    return _empty_like(x), x.new_empty(x.shape[1], dtype=w_dtype), x.new_empty(x.shape[1], dtype=b_dtype)
+    return dx, dweight_partial.sum(0).to(w_dtype), dbias_partial.sum(0).to(b_dtype)
 
 
 def _instance_norm_act_backward_setup(ctx, inputs, output):
@@ -193,15 +147,12 @@ def _instance_norm_act_backward_backward(ctx, gdx, gdweight, gdbias):
     return (*grads, None, None, None)
 
 
-_instance_norm_act_backward_op.register_autograd(
-    _instance_norm_act_backward_backward, setup_context=_instance_norm_act_backward_setup
-)
-_InstanceNormActBackwardFn = eager_function(
-    "_InstanceNormActBackwardFn",
-    _instance_norm_act_backward_impl,
-    _instance_norm_act_backward_setup,
-    _instance_norm_act_backward_backward,
-)
+# dweight and dbias sum over the batch: under vmap this op runs once per vmapped index
+_instance_norm_act_backward_op = define_op(
+    "instance_norm_act_backward", _instance_norm_act_backward_impl,
+    fake=lambda g, x, weight, bias, mean, rstd, act, alpha, backend: (_empty_like(x), *_channel_grads(x, weight, bias)),
+    setup_context=_instance_norm_act_backward_setup, backward=_instance_norm_act_backward_backward,
+)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -256,5 +207,4 @@ def instance_norm_act(x, weight=None, bias=None, *, act="linear", alpha=None, re
     name = resolve_backend(x.device.type)
     if name == "ref":
         return ref.instance_norm_act(x, weight, bias, act, alpha, residual, eps)
-    y, _, _ = call(_instance_norm_act_op, _InstanceNormActFn, dense(x), weight, bias, residual, act, alpha, eps, name)
-    return y
+    return _instance_norm_act_op(dense(x), weight, bias, residual, act, alpha, eps, name)[0]

@@ -5,8 +5,8 @@
 Two torch custom ops carry the work. `gankernels::minibatch_std` (forward: the per-group statistics, the copy of x
 and the statistic maps, in two Triton kernels) and `gankernels::minibatch_std_backward` (the whole gradient in one
 kernel, the statistics recomputed from x), whose own backward is autograd through the reference formula
-(gankernels.reference.minibatch_std.minibatch_std_grad), so that R1, which differentiates D twice, is exact. Eager
-calls run the same impl / setup / backward through torch.autograd.Functions (see _common.eager_function).
+(gankernels.reference.minibatch_std.minibatch_std_grad), so that R1, which differentiates D twice, is exact. Both
+are declared through _define.define_op; neither folds a vmapped dimension into the batch (a group mixes samples).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import torch
 
 from .. import backend as _backend
 from ..reference import minibatch_std as ref
-from ._common import call, check_float_tensor, check_int, eager_function, kernels, memory_format, through_reference
+from ._common import check_float_tensor, check_int, kernels, memory_format, through_reference
+from ._define import define_op
 
 OP = "minibatch_std"  # the backend op name: kernels in gankernels.triton.minibatch_std
 
@@ -59,30 +60,23 @@ def _minibatch_std_impl(x: torch.Tensor, group_size: int, num_channels: int, bac
     return out
 
 
-_minibatch_std_op = torch.library.custom_op("gankernels::minibatch_std", _minibatch_std_impl, mutates_args=())
-
-
-@_minibatch_std_op.register_fake
-def _(x, group_size, num_channels, backend):
-    return _empty(x, x.shape[1] + num_channels)
-
-
 def _minibatch_std_setup(ctx, inputs, output):
-    x, group_size, num_channels, backend = inputs
-    ctx.save_for_backward(x)
-    ctx.params = (group_size, num_channels, backend)
+    ctx.save_for_backward(inputs[0])
+    ctx.params = inputs[1:]  # group_size, num_channels, backend
 
 
 def _minibatch_std_backward(ctx, dout):
     (x,) = ctx.saved_tensors
-    dx = None
-    if ctx.needs_input_grad[0]:
-        dx = call(_minibatch_std_backward_op, _MinibatchStdBackwardFn, dout, x, *ctx.params, ctx=ctx)
+    dx = _minibatch_std_backward_op(dout, x, *ctx.params, ctx=ctx) if ctx.needs_input_grad[0] else None
     return dx, None, None, None
 
 
-_minibatch_std_op.register_autograd(_minibatch_std_backward, setup_context=_minibatch_std_setup)
-_MinibatchStdFn = eager_function("_MinibatchStdFn", _minibatch_std_impl, _minibatch_std_setup, _minibatch_std_backward)
+# groups mix the samples of the batch: under vmap these ops run once per vmapped index (no vmap spec)
+_minibatch_std_op = define_op(
+    "minibatch_std", _minibatch_std_impl,
+    fake=lambda x, group_size, num_channels, backend: _empty(x, x.shape[1] + num_channels),
+    setup_context=_minibatch_std_setup, backward=_minibatch_std_backward,
+)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -100,20 +94,9 @@ def _minibatch_std_backward_impl(
     return dx
 
 
-_minibatch_std_backward_op = torch.library.custom_op(
-    "gankernels::minibatch_std_backward", _minibatch_std_backward_impl, mutates_args=()
-)
-
-
-@_minibatch_std_backward_op.register_fake
-def _(dout, x, group_size, num_channels, backend):
-    return _empty(x, x.shape[1])
-
-
 def _minibatch_std_backward_setup(ctx, inputs, output):
-    dout, x, group_size, num_channels, backend = inputs
-    ctx.save_for_backward(dout, x)
-    ctx.params = (group_size, num_channels)
+    ctx.save_for_backward(*inputs[:2])  # dout, x
+    ctx.params = inputs[2:4]  # group_size, num_channels
 
 
 def _minibatch_std_backward_backward(ctx, gdx):
@@ -123,15 +106,11 @@ def _minibatch_std_backward_backward(ctx, gdx):
     return (*grads, None, None, None)
 
 
-_minibatch_std_backward_op.register_autograd(
-    _minibatch_std_backward_backward, setup_context=_minibatch_std_backward_setup
-)
-_MinibatchStdBackwardFn = eager_function(
-    "_MinibatchStdBackwardFn",
-    _minibatch_std_backward_impl,
-    _minibatch_std_backward_setup,
-    _minibatch_std_backward_backward,
-)
+_minibatch_std_backward_op = define_op(
+    "minibatch_std_backward", _minibatch_std_backward_impl,
+    fake=lambda dout, x, group_size, num_channels, backend: _empty(x, x.shape[1]),
+    setup_context=_minibatch_std_backward_setup, backward=_minibatch_std_backward_backward,
+)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -175,4 +154,4 @@ def minibatch_std(x, group_size, num_channels=1):
     name = resolve_backend(x.device.type)
     if name == "ref":
         return ref.minibatch_std(x, g, f)
-    return call(_minibatch_std_op, _MinibatchStdFn, x, g, f, name)
+    return _minibatch_std_op(x, g, f, name)

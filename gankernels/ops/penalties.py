@@ -15,6 +15,8 @@ WGAN-GP is split into two pieces, each with fused Triton kernels on the "triton"
   `gankernels::gradient_norm_penalty_backward` (one elementwise kernel: read g, write dg), whose own backward is
   autograd through the reference formula (any order). Elsewhere the custom op `gankernels::gradient_penalty` computes
   it in torch ops, its backward too (any order); the "ref" backend runs the plain formula.
+
+The ops are declared through _define.define_op; each is separable along the batch, so vmap folds into it.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ import torch
 
 from .. import backend as _backend
 from ..reference import penalties as ref
-from ._common import call, check_float_tensor, check_real, check_same, dense, eager_function, kernels, through_reference
+from ._common import check_float_tensor, check_real, check_same, dense, kernels, through_reference
+from ._define import define_op
 from .conv2d import no_weight_gradients
 
 OP = "penalties"  # the backend op name: kernels in gankernels.triton.penalties
@@ -79,20 +82,18 @@ def _empty_by_sample(t: torch.Tensor) -> torch.Tensor:
 # Per-sample norm and penalty: [N, ...] -> [N]
 
 
-@torch.library.custom_op("gankernels::gradient_penalty", mutates_args=())
-def _gradient_penalty_op(grads: torch.Tensor, center: float, one_sided: bool) -> torch.Tensor:
-    return ref.gradient_penalty(grads, center, one_sided)
-
-
-@_gradient_penalty_op.register_fake
-def _(grads, center, one_sided):
+def _norm_empty(grads: torch.Tensor) -> torch.Tensor:
+    """[N] in the dtype of the norm and the penalty: float32 for float16 / bfloat16 grads, else grads'."""
     return grads.new_empty([grads.shape[0]], dtype=ref.compute_dtype(grads.dtype))
 
 
+def _gradient_penalty_impl(grads: torch.Tensor, center: float, one_sided: bool) -> torch.Tensor:
+    return ref.gradient_penalty(grads, center, one_sided)
+
+
 def _gradient_penalty_setup(ctx, inputs, output):
-    grads, center, one_sided = inputs
-    ctx.save_for_backward(grads)
-    ctx.params = (center, one_sided)
+    ctx.save_for_backward(inputs[0])
+    ctx.params = inputs[1:]  # center, one_sided
 
 
 def _gradient_penalty_backward(ctx, dp):
@@ -100,15 +101,14 @@ def _gradient_penalty_backward(ctx, dp):
     return ref.gradient_penalty_backward(dp, grads, *ctx.params), None, None
 
 
-_gradient_penalty_op.register_autograd(_gradient_penalty_backward, setup_context=_gradient_penalty_setup)
+_gradient_penalty_op = define_op(
+    "gradient_penalty", _gradient_penalty_impl, fake=lambda grads, center, one_sided: _norm_empty(grads),
+    setup_context=_gradient_penalty_setup, backward=_gradient_penalty_backward, vmap=((0, None, None), (0,)),
+)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # The fused ops (triton backend): (penalty, norm) from a two-stage reduction, and the gradient from the saved norm.
-
-
-def _norm_dtype(grads: torch.Tensor) -> torch.dtype:
-    return ref.compute_dtype(grads.dtype)
 
 
 def _gradient_norm_penalty_impl(
@@ -117,8 +117,7 @@ def _gradient_norm_penalty_impl(
     if backend == "ref":
         return ref.gradient_norm_penalty(grads, center, one_sided)
     grads = _by_sample(grads)
-    p = grads.new_empty([grads.shape[0]], dtype=_norm_dtype(grads))
-    norm = torch.empty_like(p)
+    p, norm = _norm_empty(grads), _norm_empty(grads)
     if grads.numel():
         kernels(backend, OP).gradient_penalty_forward(grads, p, norm, center, one_sided)
     else:  # no elements: norm 0
@@ -127,21 +126,9 @@ def _gradient_norm_penalty_impl(
     return p, norm
 
 
-_gradient_norm_penalty_op = torch.library.custom_op(
-    "gankernels::gradient_norm_penalty", _gradient_norm_penalty_impl, mutates_args=()
-)
-
-
-@_gradient_norm_penalty_op.register_fake
-def _(grads, center, one_sided, backend):
-    p = grads.new_empty([grads.shape[0]], dtype=_norm_dtype(grads))
-    return p, torch.empty_like(p)
-
-
 def _gradient_norm_penalty_setup(ctx, inputs, output):
-    grads, center, one_sided, backend = inputs
-    ctx.save_for_backward(grads, output[1])
-    ctx.params = (center, one_sided, backend)
+    ctx.save_for_backward(inputs[0], output[1])  # grads, norm
+    ctx.params = inputs[1:]  # center, one_sided, backend
     ctx.set_materialize_grads(False)  # the norm's gradient is usually None: no work for it
 
 
@@ -149,45 +136,31 @@ def _gradient_norm_penalty_backward(ctx, dp, dnorm):
     grads, norm = ctx.saved_tensors
     dg = None
     if ctx.needs_input_grad[0] and (dp is not None or dnorm is not None):
-        dg = call(_gradient_norm_penalty_backward_op, _GradientNormPenaltyBackwardFn, dp, dnorm, grads, norm,
-                  *ctx.params, ctx=ctx)  # fmt: skip
+        dg = _gradient_norm_penalty_backward_op(dp, dnorm, grads, norm, *ctx.params, ctx=ctx)
     return dg, None, None, None
 
 
-_gradient_norm_penalty_op.register_autograd(_gradient_norm_penalty_backward, setup_context=_gradient_norm_penalty_setup)
-_GradientNormPenaltyFn = eager_function(
-    "_GradientNormPenaltyFn", _gradient_norm_penalty_impl, _gradient_norm_penalty_setup, _gradient_norm_penalty_backward
-)
+_gradient_norm_penalty_op = define_op(
+    "gradient_norm_penalty", _gradient_norm_penalty_impl,
+    fake=lambda grads, center, one_sided, backend: (_norm_empty(grads), _norm_empty(grads)),
+    setup_context=_gradient_norm_penalty_setup, backward=_gradient_norm_penalty_backward,
+    vmap=((0, None, None, None), (0, 0)),
+)  # fmt: skip
 
 
 def _gradient_norm_penalty_backward_impl(
-    dp: torch.Tensor | None,
-    dnorm: torch.Tensor | None,
-    grads: torch.Tensor,
-    norm: torch.Tensor,
-    center: float,
-    one_sided: bool,
-    backend: str,
-) -> torch.Tensor:
+    dp: torch.Tensor | None, dnorm: torch.Tensor | None, grads: torch.Tensor, norm: torch.Tensor,
+    center: float, one_sided: bool, backend: str,
+) -> torch.Tensor:  # fmt: skip
     grads = _by_sample(grads)
     dg = torch.empty_like(grads)
     if backend == "ref":
         return dg.copy_(ref.gradient_norm_penalty_grad(dp, dnorm, grads, norm, center, one_sided))
     if grads.numel():
-        cd = _norm_dtype(grads)
+        cd = ref.compute_dtype(grads.dtype)
         dp, dnorm = (None if t is None else t.to(cd).contiguous() for t in (dp, dnorm))
         kernels(backend, OP).gradient_penalty_backward(dp, dnorm, grads, norm.contiguous(), dg, center, one_sided)
     return dg
-
-
-_gradient_norm_penalty_backward_op = torch.library.custom_op(
-    "gankernels::gradient_norm_penalty_backward", _gradient_norm_penalty_backward_impl, mutates_args=()
-)
-
-
-@_gradient_norm_penalty_backward_op.register_fake
-def _(dp, dnorm, grads, norm, center, one_sided, backend):
-    return _empty_by_sample(grads)
 
 
 def _gradient_norm_penalty_backward_setup(ctx, inputs, output):
@@ -205,15 +178,12 @@ def _gradient_norm_penalty_backward_backward(ctx, gdg):
     return (*grads, None, None, None)
 
 
-_gradient_norm_penalty_backward_op.register_autograd(
-    _gradient_norm_penalty_backward_backward, setup_context=_gradient_norm_penalty_backward_setup
-)
-_GradientNormPenaltyBackwardFn = eager_function(
-    "_GradientNormPenaltyBackwardFn",
-    _gradient_norm_penalty_backward_impl,
-    _gradient_norm_penalty_backward_setup,
-    _gradient_norm_penalty_backward_backward,
-)
+_gradient_norm_penalty_backward_op = define_op(
+    "gradient_norm_penalty_backward", _gradient_norm_penalty_backward_impl,
+    fake=lambda dp, dnorm, grads, norm, center, one_sided, backend: _empty_by_sample(grads),
+    setup_context=_gradient_norm_penalty_backward_setup, backward=_gradient_norm_penalty_backward_backward,
+    vmap=((0, 0, 0, 0, None, None, None), (0,)),
+)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -230,14 +200,6 @@ def _interpolate_impl(real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor,
             fake = torch.empty_like(real).copy_(fake)
         kernels(backend, OP).interpolate_forward(real, fake, eps.to(real.dtype).contiguous(), out)
     return out
-
-
-_interpolate_op = torch.library.custom_op("gankernels::wgan_gp_interpolate", _interpolate_impl, mutates_args=())
-
-
-@_interpolate_op.register_fake
-def _(real, fake, eps, backend):
-    return _empty_by_sample(real)
 
 
 def _interpolate_setup(ctx, inputs, output):
@@ -259,8 +221,10 @@ def _interpolate_backward(ctx, dx):
     return dreal, dfake, deps, None
 
 
-_interpolate_op.register_autograd(_interpolate_backward, setup_context=_interpolate_setup)
-_InterpolateFn = eager_function("_InterpolateFn", _interpolate_impl, _interpolate_setup, _interpolate_backward)
+_interpolate_op = define_op(
+    "wgan_gp_interpolate", _interpolate_impl, fake=lambda real, fake, eps, backend: _empty_by_sample(real),
+    setup_context=_interpolate_setup, backward=_interpolate_backward, vmap=((0, 0, 0, None), (0,)),
+)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -286,8 +250,7 @@ def gradient_penalty(grads, center=1.0, one_sided=False):
         return ref.gradient_penalty(grads, center, one_sided)
     if name == "torch":
         return _gradient_penalty_op(grads, center, one_sided)
-    p, _ = call(_gradient_norm_penalty_op, _GradientNormPenaltyFn, _by_sample(grads), center, one_sided, name)
-    return p
+    return _gradient_norm_penalty_op(_by_sample(grads), center, one_sided, name)[0]
 
 
 def wgan_gp_interpolate(real, fake, eps):
@@ -302,7 +265,7 @@ def _interpolate(real, fake, eps, name):
     """wgan_gp_interpolate on backend `name`, eps: [N, 1, ..., 1] in real's dtype."""
     if name != "triton":
         return ref.interpolate(real, fake, eps)
-    return call(_interpolate_op, _InterpolateFn, real, fake, eps.reshape(real.shape[0]), name)
+    return _interpolate_op(real, fake, eps.reshape(real.shape[0]), name)
 
 
 # ----------------------------------------------------------------------------------------------------------------
