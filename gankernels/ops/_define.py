@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
+from torch._functorch.autograd_function import custom_function_call as _custom_function_call
+from torch._functorch.utils import unwrap_dead_wrappers as _unwrap_dead_wrappers
 
 # A vmap spec: (input batch axes, output batch axes). An input's axis is the dimension along which the op is
 # separable (output[n] depends only on input[n] there: usually 0, the batch), None where it is not (a filter, a
@@ -48,6 +50,21 @@ class Op:
         return f"<gankernels op {self.name}>"
 
 
+class _EagerFunction(torch.autograd.Function):
+    """Base of the eager Functions: apply without torch's per-call argument binding.
+
+    torch.autograd.Function.apply binds the arguments to forward's signature with inspect.signature on every call of
+    a new-style Function (setup_context defined), to fill in defaults: 2-3x the host time of a tiny op. Ours are
+    always called with every argument, positionally, so there is nothing to fill in; the rest is torch's own path.
+    """
+
+    @classmethod
+    def apply(cls, *args):
+        if not torch._C._are_functorch_transforms_active():
+            return super(torch.autograd.Function, cls).apply(*_unwrap_dead_wrappers(args))
+        return _custom_function_call(cls, *args)
+
+
 def define_op(
     name: str,
     impl: Callable,
@@ -74,7 +91,7 @@ def define_op(
         ctx.eager = True  # its backward runs the eager Functions too
 
     op = Op(name, custom, None)
-    function = type(f"{_camel(name)}Function", (torch.autograd.Function,), {
+    function = type(f"{_camel(name)}Function", (_EagerFunction,), {
         "forward": staticmethod(impl),
         "setup_context": staticmethod(eager_setup),
         "backward": staticmethod(backward),
