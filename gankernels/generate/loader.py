@@ -20,6 +20,7 @@ import os
 import pickle
 import re
 import struct
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -300,7 +301,9 @@ def load_generator(path, *, arch: str | None = None, net: str | None = None, dev
 
 def _torch_load(path: str, tried: list) -> dict | None:
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "pickle protocol 4": the refusal, if any, is the message
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - weights_only refusals, corrupt archives: all mean "not this format"
         tried.append(f"torch.load(weights_only=True): {type(e).__name__}: {str(e).splitlines()[0][:200]}")
         return None
