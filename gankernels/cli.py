@@ -150,21 +150,13 @@ def sample(args) -> int:
     if args.out:
         output.check_png_path(args.out, "--out")
     net = _network(args)
-    if net.kind == "cyclegan":
-        seeds = args.seeds or list(range(8))
-        images, cols = api.translation_grid(net, seeds, input_dir=args.input, batch_size=args.batch)
-        names = [f"seed{s:04d}.png" for s in seeds]
-        if args.outdir:
-            images = images[len(seeds) : 2 * len(seeds)]  # the translations
-    else:
-        if args.input:
-            raise ValueError("--input applies to CycleGAN generators (the images to translate)")
-        seeds = args.seeds or list(range(16))
-        images, cols, names = api.sample_grid(net, seeds, truncation_cutoff=args.trunc_cutoff, **_common(args))
+    common = dict(truncation_cutoff=args.trunc_cutoff, input_dir=args.input, **_common(args))
     if args.outdir:
+        images, names = api.sample_images(net, args.seeds, **common)
         paths = output.write_images(images, names, args.outdir)
         print(f"wrote {len(paths)} images to {args.outdir}")
     else:
+        images, cols = api.sample_grid(net, args.seeds, **common)
         output.write_grid(images, args.out, args.cols or cols)
         print(f"wrote {args.out}: {images.shape[0]} images")
     return 0

@@ -49,23 +49,43 @@ def grid_columns(n: int) -> int:
     return max(1, int(math.sqrt(n) + 0.5))
 
 
-def sample_grid(net, seeds, class_idx=None, truncation_psi=1.0, truncation_cutoff=None, noise_mode="const",
-                batch_size: int = 32) -> tuple[torch.Tensor, int, list[str]]:  # fmt: skip
-    """-> (images, columns, a file name per image). A conditional network without class_idx: one row per class,
-    the seeds across (names seedNNNN-classK.png); otherwise the seeds (seedNNNN.png), round(sqrt(N)) columns.
-    CycleGAN: `translation_grid`'s rows, one column per seed."""
+def _default_seeds(net, seeds):
+    return check_seeds(range(8 if net.kind == "cyclegan" else 16) if seeds is None else seeds)
+
+
+def sample_grid(net, seeds=None, class_idx=None, truncation_psi=1.0, truncation_cutoff=None, noise_mode="const",
+                batch_size: int = 32, input_dir=None) -> tuple[torch.Tensor, int]:  # fmt: skip
+    """-> (images, columns) of a sample grid for `seeds` (default 0-15). A conditional network without class_idx:
+    one row per class, the seeds across; otherwise round(sqrt(N)) columns. CycleGAN: `translation_grid`'s rows
+    (default seeds 0-7; input_dir: the images to translate)."""
     net = as_network(net)
-    seeds = check_seeds(seeds)
+    seeds = _default_seeds(net, seeds)
     if net.kind == "cyclegan":
-        images, cols = translation_grid(net, seeds, batch_size=batch_size)
-        return images, cols, [f"seed{s:04d}.png" for s in seeds]
+        return translation_grid(net, seeds, input_dir=input_dir, batch_size=batch_size)
+    if input_dir is not None:
+        raise ValueError("input applies to CycleGAN generators (the images to translate)")
     if net.num_classes and class_idx is None:
         rows = [sample(net, seeds, k, truncation_psi, truncation_cutoff, noise_mode, batch_size)
                 for k in range(net.num_classes)]  # fmt: skip
-        names = [f"seed{s:04d}-class{k}.png" for k in range(net.num_classes) for s in seeds]
-        return torch.cat(rows), len(seeds), names
+        return torch.cat(rows), len(seeds)
     images = sample(net, seeds, class_idx, truncation_psi, truncation_cutoff, noise_mode, batch_size)
-    return images, grid_columns(len(seeds)), [f"seed{s:04d}.png" for s in seeds]
+    return images, grid_columns(len(seeds))
+
+
+def sample_images(net, seeds=None, class_idx=None, truncation_psi=1.0, truncation_cutoff=None, noise_mode="const",
+                  batch_size: int = 32, input_dir=None) -> tuple[torch.Tensor, list[str]]:  # fmt: skip
+    """-> (images, a file name per image) for one file per seed: seedNNNN.png, or seedNNNN-classK.png for every
+    class of a conditional network without class_idx. CycleGAN: the translations of the inputs."""
+    net = as_network(net)
+    seeds = _default_seeds(net, seeds)
+    if net.kind == "cyclegan":
+        if input_dir is not None:
+            return translate(net, _inputs(net, input_dir)[0], seeds, batch_size), [f"seed{s:04d}.png" for s in seeds]
+        return sample(net, seeds, batch_size=batch_size), [f"seed{s:04d}.png" for s in seeds]
+    images, _ = sample_grid(net, seeds, class_idx, truncation_psi, truncation_cutoff, noise_mode, batch_size, input_dir)
+    if net.num_classes and class_idx is None:
+        return images, [f"seed{s:04d}-class{k}.png" for k in range(net.num_classes) for s in seeds]
+    return images, [f"seed{s:04d}.png" for s in seeds]
 
 
 def default_styles(num_ws: int) -> list[int]:
@@ -253,5 +273,5 @@ def translation_grid(net, seeds, input_dir=None, batch_size: int = 32) -> tuple[
     return torch.cat(rows), len(seeds)
 
 
-__all__ = ["sample", "sample_grid", "style_mix", "interpolate", "latent_arithmetic", "translate", "translation_grid",
-           "conditioning", "default_styles", "grid_columns"]  # fmt: skip
+__all__ = ["sample", "sample_grid", "sample_images", "style_mix", "interpolate", "latent_arithmetic", "translate",
+           "translation_grid", "conditioning", "default_styles", "grid_columns"]  # fmt: skip

@@ -58,9 +58,11 @@ def test_sample_is_deterministic_per_seed_and_batch_independent(G):
 
 def test_conditional_stylegan2_sample_grid():
     G = tiny_generator(c_dim=3)
-    images, cols, names = generate.sample_grid(G, [0, 1])
-    assert images.shape[0] == 6 and cols == 2 and names[:3] == ["seed0000-class0.png", "seed0001-class0.png",
-                                                                  "seed0000-class1.png"]  # fmt: skip
+    images, cols = generate.sample_grid(G, [0, 1])
+    assert images.shape[0] == 6 and cols == 2
+    each, names = generate.sample_images(G, [0, 1])
+    assert torch.equal(each, images) and names[:3] == ["seed0000-class0.png", "seed0001-class0.png",
+                                                       "seed0000-class1.png"]  # fmt: skip
     torch.testing.assert_close(images[2:4], generate.sample(G, [0, 1], class_idx=1))
     z = generate.z_for_seeds([1], 64)
     with torch.no_grad():
@@ -143,7 +145,7 @@ def test_parse_expression():
 def test_dcgan_generation():
     torch.manual_seed(0)
     G = dcgan.Generator(nz=8, ngf=4, nc=3, resolution=32, num_classes=2).eval()
-    images, cols, names = generate.sample_grid(G, [0, 1, 2])
+    images, cols = generate.sample_grid(G, [0, 1, 2])
     assert images.shape == (6, 3, 32, 32) and cols == 3
     with torch.no_grad():
         want = G(generate.z_for_seeds([2], 8), torch.tensor([1])).clamp(-1, 1)
@@ -182,6 +184,18 @@ def test_dcgan_generation():
 def test_bad_input(G, call, error, match):
     with pytest.raises(error, match=match):
         call(G)
+
+
+def test_wgan_gp_generation():
+    from gankernels.models import wgan_gp
+
+    torch.manual_seed(0)
+    G = wgan_gp.ResNetGenerator(z_dim=8, channels=8, img_channels=3, resolution=8).eval()
+    images = generate.sample(G, [0, 1])
+    with torch.no_grad():
+        torch.testing.assert_close(images, G(generate.z_for_seeds([0, 1], 8)).clamp(-1, 1))
+    assert generate.interpolate(G, [0, 1], frames=3).shape == (3, 3, 8, 8)
+    assert generate.sample_grid(G)[0].shape[0] == 16  # the default seeds 0-15
 
 
 def test_class_checks():

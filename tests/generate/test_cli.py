@@ -110,6 +110,51 @@ def test_interpolate_without_the_optional_writers(runs, tmp_path, capsys, monkey
     assert not os.listdir(tmp_path)
 
 
+def test_interpolate_mp4_through_imageio(runs, tmp_path, capsys, monkeypatch):
+    """The MP4 path with a stand-in for imageio (the real one is optional): the frames, fps and codec it gets."""
+    import types
+
+    calls = []
+
+    def mimwrite(path, frames, fps, codec, macro_block_size):
+        calls.append((len(frames), frames[0].shape, frames[0].dtype, fps, codec))
+        with open(path, "wb") as f:
+            f.write(b"mp4")
+
+    v2 = types.SimpleNamespace(mimwrite=mimwrite)
+    monkeypatch.setitem(sys.modules, "imageio", types.SimpleNamespace(v2=v2))
+    monkeypatch.setitem(sys.modules, "imageio.v2", v2)
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", types.ModuleType("imageio_ffmpeg"))
+    code, _, err = _run(capsys, "interpolate", runs("stylegan2"), "--seeds", "0,1", "--frames", "4", "--fps", "12",
+                        "--out", tmp_path / "walk.mp4")  # fmt: skip
+    assert code == 0, err
+    assert [(n, shape, str(dtype), fps, codec) for n, shape, dtype, fps, codec in calls] == [
+        (4, (RES, RES, 3), "uint8", 12.0, "libx264")]  # fmt: skip
+    assert (tmp_path / "walk.mp4").read_bytes() == b"mp4" and os.listdir(tmp_path) == ["walk.mp4"]
+
+
+def test_cyclegan_input_folder(tmp_path, capsys):
+    import numpy as np
+
+    from gankernels.training.images import write_png
+
+    for i in range(2):
+        write_png(tmp_path / "in" / f"{i}.png", np.full((40, 48, 3), 60 * i, dtype=np.uint8))
+    torch.save(cyclegan.ResnetGenerator(3, 3, ngf=4, n_blocks=1).state_dict(), tmp_path / "g.pth")
+    code, _, err = _run(capsys, "sample", tmp_path / "g.pth", "--input", tmp_path / "in", "--seeds", "0-1",
+                        "--outdir", tmp_path / "out")  # fmt: skip
+    assert code == 0, err
+    assert read_png(tmp_path / "out" / "seed0001.png").shape == (128, 128, 3)
+    code, _, err = _run(capsys, "sample", runs_free_dcgan(tmp_path), "--input", tmp_path / "in", "--out",
+                        tmp_path / "x.png")  # fmt: skip
+    assert code == 2 and "input applies to CycleGAN" in err
+
+
+def runs_free_dcgan(tmp_path):
+    torch.save(dcgan.Generator(nz=8, ngf=4, nc=3, resolution=32).state_dict(), tmp_path / "netG.pth")
+    return tmp_path / "netG.pth"
+
+
 def test_arithmetic(runs, tmp_path, capsys):
     for model, res in (("stylegan2", RES), ("dcgan", 32)):
         run = runs(model)
