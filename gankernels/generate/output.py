@@ -1,6 +1,7 @@
 """Writing what the generation commands make: PNG grids and per-seed PNGs (our own encoder, training/images.py),
 GIF animations through Pillow and MP4 videos through imageio[ffmpeg] (both optional: `pip install
-gankernels[video]`); each output path is checked before any image is computed."""
+gankernels[video]`); each output path is checked before any image is computed. Pixels are quantised as NVlabs'
+gen_images.py does (`to_uint8`), so their network's PNG from us and from their script hold the same bytes."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import io
 import os
 
 import numpy as np
+import torch
 
 from .._io import atomic_write
-from ..training.images import image_grid, to_uint8, write_png
+from ..training.images import image_grid, write_png
 
 VIDEO_EXTENSIONS = (".gif", ".mp4")
 
@@ -57,10 +59,19 @@ def _imageio():
     return imageio
 
 
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """float [N, C, H, W] in [-1, 1] -> uint8 [N, H, W, C] as gen_images.py: (x * 127.5 + 128).clamp(0, 255), then
+    truncated (NaN -> 128)."""
+    if not isinstance(images, torch.Tensor) or not images.is_floating_point() or images.dim() != 4:
+        raise TypeError(f"images must be a float tensor [N, C, H, W], got {type(images).__name__}")
+    x = torch.nan_to_num(images.detach().to("cpu", torch.float32), nan=0.0)
+    return (x.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8).contiguous().numpy()
+
+
 def write_grid(images, path, cols: int) -> None:
     """images [N, C, H, W] in [-1, 1] -> one PNG grid (row-major, `cols` columns)."""
     check_png_path(path)
-    write_png(path, image_grid(images, cols))
+    write_png(path, image_grid(to_uint8(images), cols))
 
 
 def write_images(images, names, outdir) -> list[str]:

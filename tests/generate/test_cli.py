@@ -33,7 +33,11 @@ def test_sample_grid_outdir_and_determinism(runs, tmp_path, capsys):
     code, _, _ = _run(capsys, "sample", run, "--seeds", "3,1", "--trunc-cutoff", "2", "--trunc", "0.5",
                       "--noise-mode", "random", "--outdir", tmp_path / "each")  # fmt: skip
     assert code == 0 and sorted(os.listdir(tmp_path / "each")) == ["seed0001.png", "seed0003.png"]
-    assert read_png(tmp_path / "each" / "seed0003.png").shape == (RES, RES, 3)
+    pixels = read_png(tmp_path / "each" / "seed0003.png")
+    assert pixels.shape == (RES, RES, 3)
+    img = generate.sample(run, [3], truncation_psi=0.5, truncation_cutoff=2, noise_mode="random")
+    nvlabs = (img.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8)  # gen_images.py's PNG pixels
+    assert (pixels == nvlabs[0].numpy()).all()
 
 
 def test_sample_conditional_rows_and_export(runs, tmp_path, capsys):
