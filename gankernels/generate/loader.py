@@ -260,6 +260,8 @@ def load_generator(path, *, arch: str | None = None, net: str | None = None, dev
     from ..training import loop
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {device} asked for, but torch sees no CUDA device (torch {torch.__version__})")
     path = os.fspath(path)
     if os.path.isdir(path):
         if not os.path.isfile(os.path.join(path, loop.CHECKPOINT)):
@@ -273,7 +275,10 @@ def load_generator(path, *, arch: str | None = None, net: str | None = None, dev
         head = f.read(16)
     size = os.path.getsize(path)
     tried = []
+    single = "net applies to run directories and NVlabs pickles; this file holds one network"
     if _is_safetensors(head, size):
+        if net is not None:
+            raise ValueError(single)
         return _from_safetensors(path, device)
     tried.append(f"{FORMATS[1]}: no safetensors header")
     if head.startswith(b"\x80") and arch is None:
@@ -292,6 +297,8 @@ def load_generator(path, *, arch: str | None = None, net: str | None = None, dev
                 return _from_run(loop.read_run(path), path, net, device)
             tried.append(f"{FORMATS[0]}: no gankernels checkpoint format tag")
             if state and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+                if net is not None:
+                    raise ValueError(single)
                 return _from_state_dict(state, path, arch, device)
             tried.append(f"{FORMATS[3]} / {FORMATS[4]}: not a dict of tensors")
     else:

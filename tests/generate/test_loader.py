@@ -41,6 +41,11 @@ def test_safetensors_export(tmp_path):
     _same_images(net, G)
     D = dcgan.Discriminator(ndf=4, nc=3, resolution=32)
     save_model(D, tmp_path / "D.safetensors")
+    with pytest.raises(ValueError, match="net applies to run directories"):
+        generate.load_generator(tmp_path / "G.safetensors", net="G_ema", device="cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            generate.load_generator(tmp_path / "G.safetensors", device="cuda")
     with pytest.raises(ValueError, match="holds a Discriminator, not a generator"):
         generate.load_generator(tmp_path / "D.safetensors", device="cpu")
 
