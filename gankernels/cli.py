@@ -1,8 +1,9 @@
-"""`gankernels info | bench | train | sample | export` (also `python -m gankernels ...`)."""
+"""`gankernels info | bench | train | sample | mix | interpolate | arithmetic | export` (or python -m gankernels)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import sys
 
@@ -66,9 +67,9 @@ def bench(args) -> int:
     return 0
 
 
-def parse_seeds(text: str) -> list[int]:
-    """ "0-15" -> 0..15; "1,3,10-12" -> [1, 3, 10, 11, 12]."""
-    seeds = []
+def _int_list(text: str, flag: str, limit: int) -> list[int]:
+    """ "0-15" -> 0..15; "1,3,10-12" -> [1, 3, 10, 11, 12]; each value in [0, limit]."""
+    values = []
     for part in text.split(","):
         part = part.strip()
         try:
@@ -76,14 +77,28 @@ def parse_seeds(text: str) -> list[int]:
                 lo, hi = (int(v) for v in part.split("-", 1))
                 if hi < lo:
                     raise ValueError
-                seeds.extend(range(lo, hi + 1))
+                if hi - lo >= 1_000_000:
+                    raise argparse.ArgumentTypeError(f"{flag}: the range {part} holds more than a million values")
+                values.extend(range(lo, hi + 1))
             else:
-                seeds.append(int(part))
+                values.append(int(part))
         except ValueError:
-            raise argparse.ArgumentTypeError(f"--seeds: expected e.g. 0-15 or 1,3,10-12, got {text!r}") from None
-    if any(s < 0 for s in seeds):
-        raise argparse.ArgumentTypeError(f"--seeds must be non-negative, got {text!r}")
-    return seeds
+            raise argparse.ArgumentTypeError(f"{flag}: expected e.g. 0-15 or 1,3,10-12, got {text!r}") from None
+    if any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"{flag} must be non-negative, got {text!r}")
+    if any(v > limit for v in values):
+        raise argparse.ArgumentTypeError(f"{flag}: {max(values)} is out of range (at most {limit}), in {text!r}")
+    return values
+
+
+def parse_seeds(text: str, flag: str = "--seeds") -> list[int]:
+    """ "0-15" -> 0..15; "1,3,10-12" -> [1, 3, 10, 11, 12]; seeds in [0, 2^32 - 1] (numpy RandomState's)."""
+    return _int_list(text, flag, 2**32 - 1)
+
+
+def parse_styles(text: str) -> list[int]:
+    """--styles "0-6" or "0,1,8-9": style layer indices."""
+    return _int_list(text, "--styles", 10_000)
 
 
 def train(args) -> int:
@@ -116,19 +131,70 @@ def train(args) -> int:
     return 0
 
 
-def sample(args) -> int:
-    from .training import loop
-    from .training.images import save_image_grid
+def _network(args):
+    from .generate import load_generator
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    state = loop.read_run(args.run)
-    task = loop.restore_task(state, device)
-    kwargs = {}
-    if args.trunc is not None:
-        kwargs["truncation_psi"] = args.trunc
-    images, cols = task.sample_grid(seeds=args.seeds, **kwargs)
-    save_image_grid(images, args.out, cols=args.cols or cols)
-    print(f"wrote {args.out}: {images.shape[0]} images from {args.run} ({state['model']}, step {state['step']})")
+    net = load_generator(args.network, arch=args.arch, net=args.net, device=args.device)
+    print(f"loaded {net.source}", file=sys.stderr)
+    return net
+
+
+def _common(args) -> dict:
+    return {"class_idx": args.class_idx, "truncation_psi": args.trunc, "noise_mode": args.noise_mode,
+            "batch_size": args.batch}  # fmt: skip
+
+
+def sample(args) -> int:
+    from .generate import api, output
+
+    if args.out:
+        output.check_png_path(args.out, "--out")
+    net = _network(args)
+    common = dict(truncation_cutoff=args.trunc_cutoff, input_dir=args.input, **_common(args))
+    if args.outdir:
+        images, names = api.sample_images(net, args.seeds, **common)
+        paths = output.write_images(images, names, args.outdir)
+        print(f"wrote {len(paths)} images to {args.outdir}")
+    else:
+        images, cols = api.sample_grid(net, args.seeds, **common)
+        output.write_grid(images, args.out, args.cols or cols)
+        print(f"wrote {args.out}: {images.shape[0]} images")
+    return 0
+
+
+def mix(args) -> int:
+    from .generate import api, output
+
+    output.check_png_path(args.out, "--out")
+    net = _network(args)
+    common = _common(args)
+    images, cols = api.style_mix(net, args.rows, args.cols, styles=args.styles, **common)
+    output.write_grid(images, args.out, cols)
+    print(f"wrote {args.out}: {len(args.rows)} x {len(args.cols)} style mixes")
+    return 0
+
+
+def interpolate(args) -> int:
+    from .generate import api, output
+
+    output.check_video_path(args.out, "--out")
+    net = _network(args)
+    frames = api.interpolate(net, args.seeds, args.frames, space=args.space, spherical=args.slerp,
+                             loop=not args.no_loop, truncation_cutoff=args.trunc_cutoff, **_common(args))  # fmt: skip
+    output.write_video(frames, args.out, fps=args.fps)
+    print(f"wrote {args.out}: {frames.shape[0]} frames")
+    return 0
+
+
+def arithmetic(args) -> int:
+    from .generate import api, output
+
+    output.check_png_path(args.out, "--out")
+    net = _network(args)
+    images, cols = api.latent_arithmetic(net, args.expr, space=args.space, truncation_cutoff=args.trunc_cutoff,
+                                         **_common(args))  # fmt: skip
+    output.write_grid(images, args.out, cols)
+    print(f"wrote {args.out}: {args.expr} (the result is the bottom-right image)")
     return 0
 
 
@@ -143,9 +209,71 @@ def export(args) -> int:
         args.net = "G_ema" if "G_ema" in nets else next(iter(nets))
     if args.net not in nets:
         raise ValueError(f"--net must be one of {', '.join(nets)} for a {state['model']} run, got {args.net!r}")
-    save_model(nets[args.net], args.out, metadata={"gankernels.run_step": str(state["step"])})
+    metadata = {"gankernels.run_step": str(state["step"])}
+    if getattr(task, "class_names", None):
+        metadata["gankernels.class_names"] = json.dumps(list(task.class_names))
+    save_model(nets[args.net], args.out, metadata=metadata)
     print(f"wrote {args.out}: {state['model']} {args.net} at step {state['step']}")
     return 0
+
+
+NETWORK_HELP = ("a run directory or checkpoint.pt, a save_model .safetensors, an NVlabs network-snapshot-*.pkl, or a "
+                "DCGAN netG.pth / CycleGAN latest_net_G_A.pth state dict")  # fmt: skip
+
+
+def _generation_parser(sub, name, help, func):
+    p = sub.add_parser(name, help=help)
+    p.add_argument("network", help=NETWORK_HELP)
+    p.add_argument("--arch", help="a state dict's architecture: dcgan[:nz=100,ngf=64,nc=3,resolution=64,"
+                   "num_classes=0] or cyclegan[:input_nc=3,output_nc=3,ngf=64,n_blocks=9] (default: recognised from "
+                   "the weights)")  # fmt: skip
+    p.add_argument("--net", help="which network of a run or pickle: G_ema (default), G, G_A, G_B")
+    p.add_argument("--class", dest="class_idx", type=int, help="class index, for a conditional network")
+    p.add_argument("--trunc", type=float, default=1.0, help="truncation psi (StyleGAN2; default 1: none)")
+    p.add_argument("--noise-mode", dest="noise_mode", choices=["const", "random", "none"], default="const",
+                   help="StyleGAN2 noise inputs (default const, as NVlabs' gen_images.py)")  # fmt: skip
+    p.add_argument("--batch", type=int, default=32, help="images per forward pass (default 32)")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    p.set_defaults(func=func)
+    return p
+
+
+def add_generation_commands(sub) -> None:
+    """sample, mix, interpolate, arithmetic: gankernels.generate on the command line."""
+    p = _generation_parser(sub, "sample", "images from a trained generator: a PNG grid or one PNG per seed", sample)
+    p.add_argument("--seeds", type=parse_seeds, help="e.g. 0-15 (default 0-15; CycleGAN: input indices, 0-7)")
+    p.add_argument("--trunc-cutoff", dest="trunc_cutoff", type=int, help="truncate only the first N ws (StyleGAN2)")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", help="PNG grid to write (a conditional network without --class: a row per class)")
+    where.add_argument("--outdir", help="directory for one PNG per seed (seedNNNN.png)")
+    p.add_argument("--cols", type=int, help="grid columns (default round(sqrt(N)), or the seeds per class row)")
+    p.add_argument("--input", help="CycleGAN: a folder of images to translate (default the run's data or built-in)")
+
+    p = _generation_parser(sub, "mix", "NVlabs' style-mixing grid (StyleGAN2)", mix)
+    p.add_argument("--rows", type=lambda t: parse_seeds(t, "--rows"), required=True, help="row seeds, e.g. 85,100")
+    p.add_argument("--cols", type=lambda t: parse_seeds(t, "--cols"), required=True, help="column seeds, e.g. 55,821")
+    p.add_argument("--styles", type=parse_styles, help="layers taken from the columns (default 0-6: the coarse "
+                   "ones, fewer on small networks)")  # fmt: skip
+    p.add_argument("--out", required=True, help="PNG to write")
+
+    p = _generation_parser(sub, "interpolate", "a looped latent walk through seeds, as a GIF or MP4", interpolate)
+    p.add_argument("--seeds", type=parse_seeds, required=True, help="the key seeds, e.g. 0,5,9")
+    p.add_argument("--frames", type=int, default=60, help="frames in all (default 60; at least 2)")
+    p.add_argument("--space", choices=["z", "w"], default="z", help="interpolate z (default) or w (StyleGAN2)")
+    p.add_argument("--slerp", action="store_true", help="spherical interpolation (default linear)")
+    p.add_argument("--no-loop", dest="no_loop", action="store_true", help="end at the last seed instead of looping")
+    p.add_argument("--fps", type=float, default=30.0, help="frames per second (default 30)")
+    p.add_argument("--trunc-cutoff", dest="trunc_cutoff", type=int, help="truncate only the first N ws (StyleGAN2)")
+    p.add_argument("--out", required=True, help=".gif (needs Pillow) or .mp4 (needs imageio[ffmpeg])")
+
+    help = "vector arithmetic on the latents of seeds, as in the DCGAN paper"
+    p = _generation_parser(sub, "arithmetic", help, arithmetic)
+    p.add_argument("--expr", required=True,
+                   help='e.g. "12+40+77 - 7 + 3": + and - with spaces around them; seeds joined by + or , without '
+                   "spaces are averaged")  # fmt: skip
+    p.add_argument("--space", choices=["z", "w"], default="z", help="in z (default) or w (StyleGAN2)")
+    p.add_argument("--trunc-cutoff", dest="trunc_cutoff", type=int, help="truncate only the first N ws (StyleGAN2)")
+    p.add_argument("--out", required=True, help="PNG to write: each term's images, then the result")
 
 
 def main(argv=None) -> int:
@@ -183,14 +311,7 @@ def main(argv=None) -> int:
         task_cls.add_arguments(m)
         m.set_defaults(func=train)
 
-    p = sub.add_parser("sample", help="a PNG grid of a trained run's samples")
-    p.add_argument("run", help="run directory (or its checkpoint.pt)")
-    p.add_argument("--out", required=True, help="PNG file to write")
-    p.add_argument("--seeds", type=parse_seeds, help="e.g. 0-15 (default: the training grid's)")
-    p.add_argument("--trunc", type=float, help="truncation psi (StyleGAN2; default 1)")
-    p.add_argument("--cols", type=int, help="grid columns")
-    p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
-    p.set_defaults(func=sample)
+    add_generation_commands(sub)
 
     p = sub.add_parser("export", help="one network of a run as a safetensors file (gankernels.models.load_model)")
     p.add_argument("run", help="run directory (or its checkpoint.pt)")
@@ -202,7 +323,7 @@ def main(argv=None) -> int:
         args.steps = 1000
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, ImportError) as e:
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
         print(f"gankernels {args.command}: error: {e}", file=sys.stderr)
         return 2
 

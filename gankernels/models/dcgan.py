@@ -10,7 +10,11 @@ main.1.weight, main.1.running_mean, ...). Differences from there:
   forward runs gankernels.ops.conv2d / conv_transpose2d, differentiable to any order and honouring
   gankernels.ops.no_weight_gradients() (R1 / gradient penalties on the discriminator);
 - the Discriminator has no final Sigmoid: it returns logits [N], to be trained with BCE-with-logits;
-- resolutions other than 64 (any power of two >= 32) add or remove the intermediate blocks (see `feature_channels`).
+- resolutions other than 64 (any power of two >= 32) add or remove the intermediate blocks (see `feature_channels`);
+- num_classes > 0 makes them class-conditional, as the well-known conditional DCGAN examples: G concatenates a learned
+  embedding of the class (`embed`, nn.Embedding(num_classes, num_classes)) to z, D reads it as one extra input
+  channel (`embed`, nn.Embedding(num_classes, resolution^2), reshaped to a map). num_classes=0 (default) is
+  pytorch/examples' network exactly.
 """
 
 from __future__ import annotations
@@ -64,6 +68,17 @@ def weights_init(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
+def check_labels(labels, n: int, num_classes: int) -> torch.Tensor:
+    """labels: int tensor [n] with values in [0, num_classes) (ValueError / TypeError naming `labels` otherwise)."""
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"labels must be an int64 tensor [N] for a conditional network, got {type(labels).__name__}")
+    if labels.dtype not in (torch.int64, torch.int32) or list(labels.shape) != [n]:
+        raise ValueError(f"labels must be an integer tensor of shape [{n}], got {labels.dtype} {list(labels.shape)}")
+    if n and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(f"labels must be in [0, {num_classes}), got values {int(labels.min())}..{int(labels.max())}")
+    return labels.long()
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Networks
 
@@ -76,19 +91,22 @@ class Generator(nn.Module):
     ConvTranspose2d(C_r, C_2r, 4, 2, 1), BatchNorm2d, ReLU; then ConvTranspose2d(ngf, nc, 4, 2, 1), Tanh. All convs
     without bias. C_r = feature_channels(ngf, resolution, r): at 64 (default) 8, 4, 2, 1 times ngf, exactly
     pytorch/examples' netG. Defaults nz=100, ngf=64, nc=3; resolution a power of two >= 32. Initialised by
-    weights_init.
+    weights_init. num_classes > 0: forward(z, labels) with labels int64 [N] in [0, num_classes); the first conv reads
+    nz + num_classes channels, z concatenated with embed(labels).
     """
 
-    def __init__(self, nz=100, ngf=64, nc=3, resolution=64):
+    def __init__(self, nz=100, ngf=64, nc=3, resolution=64, num_classes=0):
         super().__init__()
         check_count(nz, "nz", 1)
         check_count(ngf, "ngf", 1)
         check_count(nc, "nc", 1)
+        check_count(num_classes, "num_classes", 0)
         check_power_of_two(resolution, "resolution", 32)
-        self.nz, self.ngf, self.nc, self.resolution = nz, ngf, nc, resolution
+        self.nz, self.ngf, self.nc, self.resolution, self.num_classes = nz, ngf, nc, resolution, num_classes
 
         width = feature_channels(ngf, resolution, 4)
-        layers = [ConvTranspose2d(nz, width, 4, 1, 0, bias=False), nn.BatchNorm2d(width), activation("relu")]
+        layers = [ConvTranspose2d(nz + num_classes, width, 4, 1, 0, bias=False), nn.BatchNorm2d(width),
+                  activation("relu")]  # fmt: skip
         r = 4
         while 2 * r < resolution:
             out = feature_channels(ngf, resolution, 2 * r)
@@ -96,17 +114,25 @@ class Generator(nn.Module):
             width, r = out, 2 * r
         layers += [ConvTranspose2d(width, nc, 4, 2, 1, bias=False), activation("tanh")]
         self.main = nn.Sequential(*layers)
+        if num_classes:
+            self.embed = nn.Embedding(num_classes, num_classes)
         self.apply(weights_init)
 
-    def forward(self, z):
+    def forward(self, z, labels=None):
         if not isinstance(z, torch.Tensor):
             raise TypeError(f"z must be a torch.Tensor, got {type(z).__name__}")
         if list(z.shape[1:]) not in ([self.nz], [self.nz, 1, 1]):
             raise ValueError(f"z must have shape [N, {self.nz}] or [N, {self.nz}, 1, 1], got {list(z.shape)}")
-        return self.main(z.reshape(z.shape[0], self.nz, 1, 1))
+        z = z.reshape(z.shape[0], self.nz, 1, 1)
+        if self.num_classes:
+            labels = check_labels(labels, z.shape[0], self.num_classes)
+            z = torch.cat([z, self.embed(labels).to(z.dtype)[:, :, None, None]], dim=1)
+        elif labels is not None:
+            raise ValueError("labels given to an unconditional Generator (num_classes=0)")
+        return self.main(z)
 
     def extra_repr(self):
-        return f"nz={self.nz}, ngf={self.ngf}, nc={self.nc}, resolution={self.resolution}"
+        return f"nz={self.nz}, ngf={self.ngf}, nc={self.nc}, resolution={self.resolution}, classes={self.num_classes}"
 
 
 @exportable
@@ -117,18 +143,21 @@ class Discriminator(nn.Module):
     Conv2d(C_r, C_r/2, 4, 2, 1), BatchNorm2d, LeakyReLU(0.2); then Conv2d(C_4, 1, 4, 1, 0) (4x4 -> 1x1). All convs
     without bias; C_r = feature_channels(ndf, resolution, r) (at 64, default: 1, 2, 4, 8 times ndf, exactly
     pytorch/examples' netD, whose state dict loads once its Sigmoid, main.12, which holds no parameters, is gone).
-    Defaults ndf=64, nc=3; resolution a power of two >= 32. Initialised by weights_init.
+    Defaults ndf=64, nc=3; resolution a power of two >= 32. Initialised by weights_init. num_classes > 0:
+    forward(x, labels) with labels int64 [N]; the first conv reads nc + 1 channels, the last one embed(labels) as a
+    resolution x resolution map.
     """
 
-    def __init__(self, ndf=64, nc=3, resolution=64):
+    def __init__(self, ndf=64, nc=3, resolution=64, num_classes=0):
         super().__init__()
         check_count(ndf, "ndf", 1)
         check_count(nc, "nc", 1)
+        check_count(num_classes, "num_classes", 0)
         check_power_of_two(resolution, "resolution", 32)
-        self.ndf, self.nc, self.resolution = ndf, nc, resolution
+        self.ndf, self.nc, self.resolution, self.num_classes = ndf, nc, resolution, num_classes
 
         width = feature_channels(ndf, resolution, resolution // 2)
-        layers = [Conv2d(nc, width, 4, 2, 1, bias=False), activation("lrelu")]
+        layers = [Conv2d(nc + (1 if num_classes else 0), width, 4, 2, 1, bias=False), activation("lrelu")]
         r = resolution // 2
         while r > 4:
             out = feature_channels(ndf, resolution, r // 2)
@@ -136,11 +165,19 @@ class Discriminator(nn.Module):
             width, r = out, r // 2
         layers += [Conv2d(width, 1, 4, 1, 0, bias=False)]
         self.main = nn.Sequential(*layers)
+        if num_classes:
+            self.embed = nn.Embedding(num_classes, resolution * resolution)
         self.apply(weights_init)
 
-    def forward(self, x):
+    def forward(self, x, labels=None):
         check_shape(x, [None, self.nc, self.resolution, self.resolution], "x")
+        if self.num_classes:
+            labels = check_labels(labels, x.shape[0], self.num_classes)
+            label_map = self.embed(labels).to(x.dtype).reshape(x.shape[0], 1, self.resolution, self.resolution)
+            x = torch.cat([x, label_map], dim=1)
+        elif labels is not None:
+            raise ValueError("labels given to an unconditional Discriminator (num_classes=0)")
         return self.main(x).reshape(x.shape[0])
 
     def extra_repr(self):
-        return f"ndf={self.ndf}, nc={self.nc}, resolution={self.resolution}"
+        return f"ndf={self.ndf}, nc={self.nc}, resolution={self.resolution}, num_classes={self.num_classes}"

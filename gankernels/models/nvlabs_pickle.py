@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.overrides import TorchFunctionMode
 
 __all__ = ["ALLOWED_GLOBALS", "PersistentObject", "UnsafePickleError", "load_nvlabs_pickle"]
 
@@ -238,6 +239,23 @@ def _state_dict(obj, key, prefix="", out=None, requires_grad=None, classes=None)
     return out, requires_grad, classes
 
 
+class _RandomInitOnMeta(TorchFunctionMode):
+    """torch.randn / torch.rand make meta tensors (a shape, no memory, no work) while a network whose weights are all
+    about to be replaced is built; everything else (filters, zeros, ...) is made as usual."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func in (torch.randn, torch.rand):
+            kwargs.pop("generator", None)
+            return torch.empty(*args, **{**kwargs, "device": "meta"})
+        return func(*args, **kwargs)
+
+
+def _has_meta_tensors(net: torch.nn.Module) -> bool:
+    return any(isinstance(v, torch.Tensor) and v.is_meta for m in net.modules()
+               for v in [*vars(m).values(), *m._parameters.values(), *m._buffers.values()])  # fmt: skip
+
+
 def _build(obj: PersistentObject, key: str):
     from .stylegan2 import Discriminator, Generator
 
@@ -253,13 +271,21 @@ def _build(obj: PersistentObject, key: str):
     if cls is Generator and isinstance(kwargs.get("synthesis_kwargs"), dict):
         kwargs.update(kwargs.pop("synthesis_kwargs"))  # stylegan2-ada-pytorch: Generator(..., synthesis_kwargs={})
     try:
-        net = cls(*args, **kwargs)
+        with _RandomInitOnMeta():  # the random init is thrown away: every weight comes from the pickle
+            net = cls(*args, **kwargs)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{key}: cannot build gankernels {cls.__name__}(*{args!r}, **{kwargs!r}): {e}") from e
+    expected = net.state_dict()
+    state_dict = {k: v.to(expected[k].dtype) if k in expected else v for k, v in state_dict.items()}
     try:
-        net.load_state_dict(state_dict, strict=True)
+        # assign=True adopts the unpickled tensors (shapes checked) instead of copying them into fresh ones: loading
+        # a 256x256 snapshot took 6 s on 2 CPU cores, most of it random init and copies of weights then replaced
+        net.load_state_dict(state_dict, strict=True, assign=True)
     except RuntimeError as e:
         raise ValueError(f"{key}: the pickled state does not match gankernels {cls.__name__}: {e}") from e
+    if _has_meta_tensors(net):  # a tensor the state dict does not hold (none in StyleGAN2): build it for real
+        net = cls(*args, **kwargs)
+        net.load_state_dict(state_dict, strict=True)
     for name, param in net.named_parameters():
         param.requires_grad_(requires_grad.get(name, True))
     return net.train(bool(obj.state.get("training", False)))

@@ -341,7 +341,11 @@ def open_unpaired(data, resolution: int, channels: int = 3) -> tuple[Dataset, Da
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _collate(items) -> torch.Tensor:
+def _collate(items):
+    """Images -> a tensor [B, ...]; (image, label) pairs (labelled datasets) -> (images, int64 labels [B])."""
+    if items and isinstance(items[0], tuple):
+        images, labels = zip(*items, strict=True)
+        return _collate(list(images)), torch.as_tensor(labels, dtype=torch.int64)
     for item in items:
         if not isinstance(item, (torch.Tensor, np.ndarray)):
             raise TypeError(f"BatchStream needs dataset items that are tensors, got {type(item).__name__}")
@@ -437,8 +441,9 @@ class BatchStream:
     def __next__(self) -> torch.Tensor:
         return self.next()
 
-    def next(self) -> torch.Tensor:
-        """The next batch, float [B, C, R, R] on `device`."""
+    def next(self):
+        """The next batch, float [B, C, R, R] on `device`; for a labelled dataset (items (image, label)) the pair
+        (images, labels int64 [B]), both on `device`. Labels follow the images' order, so resuming keeps them."""
         if self.num_workers == 0:
             batch = _collate([self.dataset[i] for i in self._cursor.take(self.batch_size)])
         else:
@@ -449,6 +454,8 @@ class BatchStream:
                     pin_memory=self.device.type == "cuda"))  # fmt: skip
             batch = next(self._loader)
             self._cursor.take(self.batch_size)  # the consumed position, which is what state_dict saves
+        if isinstance(batch, tuple):
+            return tuple(b.to(self.device, non_blocking=b.is_pinned()) for b in batch)
         return batch.to(self.device, non_blocking=batch.is_pinned())
 
     def close(self) -> None:

@@ -8,6 +8,8 @@ Per iteration, four phases with their own optimizer steps (lazy regularisation, 
 then the EMA of G (G_ema). Adam (betas (0, 0.99), eps 1e-8, lr 0.0025) adjusted by mb_ratio for the lazy steps.
 The defaults follow NVlabs' "auto" configuration: gamma = 0.0002 * resolution^2 / batch, ema_kimg = batch * 10 / 32,
 a 2-layer mapping, channel_base 16384 (32768 from 512x512 up), minibatch-std groups of min(4, batch per process).
+--cond: class-conditional (c_dim = the number of classes, see training/labels.py): the reals' labels reach D, the
+fakes' labels (uniform over the classes) reach G and D, as one-hot c.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ..ops import LazyRegularization, path_length_penalty, r1_penalty
 from . import distributed
 from .data import BatchStream, open_dataset
 from .ema import EMA
+from .labels import COND_HELP, conditional_setup
 from .loop import Task, batch_per_rank
 
 GRID_SEEDS = 32
@@ -49,6 +52,7 @@ class StyleGAN2Task(Task):
         "mixed_precision": "float16",  # the dtype of the fp16_res blocks: float16 (CUDA only, NVlabs) or bfloat16
         "channels_last": False,
         "channels": 3,
+        "cond": False,
     }
 
     @classmethod
@@ -81,6 +85,7 @@ class StyleGAN2Task(Task):
             default=None,
             help="every block in channels_last memory format",
         )
+        p.add_argument("--cond", action="store_true", default=None, help=COND_HELP)
 
     @classmethod
     def check_config(cls, config):
@@ -109,7 +114,8 @@ class StyleGAN2Task(Task):
         self.batch_gpu = batch_per_rank(c["batch"], dist)
         self.gamma = c["gamma"] if c["gamma"] is not None else 0.0002 * res**2 / c["batch"]
         cbase = c["cbase"] or (32768 if res >= 512 else 16384)
-        common = dict(c_dim=0, img_resolution=res, img_channels=c["channels"])
+        self.class_names, labeled = conditional_setup(c, training)
+        common = dict(c_dim=len(self.class_names), img_resolution=res, img_channels=c["channels"])
         precision = dict(mixed_precision=c["mixed_precision"], channels_last=c["channels_last"])
         self.G = Generator(z_dim=c["z_dim"], w_dim=c["w_dim"], mapping_kwargs={"num_layers": c["map"]},
                            channel_base=cbase, channel_max=c["cmax"], num_fp16_res=c["fp16_res"],
@@ -133,14 +139,29 @@ class StyleGAN2Task(Task):
         self.opt_D = torch.optim.Adam(self.D.parameters(), **self.d_reg.adam_kwargs(c["dlr"], eps=1e-8))
         self.pl_mean = torch.zeros([], device=device)
         self.nimg = 0
-        dataset = open_dataset(c.get("data"), res, channels=c["channels"])
+        dataset = labeled if labeled is not None else open_dataset(c.get("data"), res, channels=c["channels"])
         self.stream = BatchStream(dataset, self.batch_gpu, seed=c["seed"], rank=dist.rank,
                                   world_size=dist.world_size, device=device)  # fmt: skip
-        self.c = torch.zeros([self.batch_gpu, 0], device=device)
+
+    # -- labels -------------------------------------------------------------------------------------------------
+    def _one_hot(self, labels):
+        return F.one_hot(labels, len(self.class_names)).float()
+
+    def _gen_c(self, n):
+        """Labels for n fakes: one-hot of uniform classes ([n, 0] when unconditional: no random numbers drawn)."""
+        if not self.class_names:
+            return torch.zeros([n, 0], device=self.device)
+        return self._one_hot(torch.randint(len(self.class_names), [n], device=self.device))
+
+    def _real_batch(self):
+        """(reals, their c)."""
+        batch = self.stream.next()
+        if not self.class_names:
+            return batch, torch.zeros([batch.shape[0], 0], device=self.device)
+        return batch[0], self._one_hot(batch[1])
 
     # -- the four phases ----------------------------------------------------------------------------------------
-    def _mapping(self, z):
-        c = self.c[: z.shape[0]]
+    def _mapping(self, z, c):
         ws = self.G.mapping(z, c)
         if self.config["style_mixing"] > 0:  # NVlabs: a random cutoff, with probability style_mixing
             num_ws = ws.shape[1]
@@ -152,26 +173,28 @@ class StyleGAN2Task(Task):
         return ws
 
     def _run_G(self, n):
+        """-> (images, ws, c) for n fakes."""
         z = torch.randn([n, self.G.z_dim], device=self.device)
-        ws = self._mapping(z)
-        return self.G.synthesis(ws), ws
+        c = self._gen_c(n)
+        ws = self._mapping(z, c)
+        return self.G.synthesis(ws), ws, c
 
-    def _run_D(self, img):
-        return self.D(img, self.c[: img.shape[0]]).squeeze(1)
+    def _run_D(self, img, c):
+        return self.D(img, c).squeeze(1)
 
     def step(self, step):
         stats = {}
         n = self.batch_gpu
         # Gmain
         self.D.requires_grad_(False)
-        img, _ = self._run_G(n)
-        loss_G = F.softplus(-self._run_D(img)).mean()
+        img, _, c = self._run_G(n)
+        loss_G = F.softplus(-self._run_D(img, c)).mean()
         self.optimizer_step(self.opt_G, self.G, loss_G)
         stats["G"] = float(distributed.all_mean(loss_G.detach(), self.dist))
         # Greg: path length
         if self.config["pl_weight"] > 0 and self.g_reg.due(step):
             n_pl = max(n // self.config["pl_batch_shrink"], 1)
-            img, ws = self._run_G(n_pl)
+            img, ws, _ = self._run_G(n_pl)
             penalty, self.pl_mean = path_length_penalty(img, ws, self.pl_mean)
             loss_pl = penalty.mean() * self.g_reg.gain(self.config["pl_weight"])
             self.optimizer_step(self.opt_G, self.G, loss_pl)
@@ -181,17 +204,18 @@ class StyleGAN2Task(Task):
         self.G.requires_grad_(False)
         with torch.no_grad():
             z = torch.randn([n, self.G.z_dim], device=self.device)
-            fake = self.G.synthesis(self.G.mapping(z, self.c[:n], update_emas=True), update_emas=True)
-        real = self.stream.next()
-        loss_fake = F.softplus(self._run_D(fake))
-        loss_real = F.softplus(-self._run_D(real))
+            fake_c = self._gen_c(n)
+            fake = self.G.synthesis(self.G.mapping(z, fake_c, update_emas=True), update_emas=True)
+        real, real_c = self._real_batch()
+        loss_fake = F.softplus(self._run_D(fake, fake_c))
+        loss_real = F.softplus(-self._run_D(real, real_c))
         loss_D = (loss_fake + loss_real).mean()
         self.optimizer_step(self.opt_D, self.D, loss_D)
         stats["D"] = float(distributed.all_mean(loss_D.detach(), self.dist))
         # Dreg: R1 on the reals
         if self.gamma > 0 and self.d_reg.due(step):
             real = real.detach().requires_grad_(True)
-            r1 = r1_penalty(self._run_D(real), real)
+            r1 = r1_penalty(self._run_D(real, real_c), real)
             self.optimizer_step(self.opt_D, self.D, r1.mean() * self.d_reg.gain(self.gamma / 2))
             stats["r1"] = float(distributed.all_mean(r1.mean().detach(), self.dist))
         self.G.requires_grad_(True)
@@ -223,18 +247,24 @@ class StyleGAN2Task(Task):
     @torch.no_grad()
     def sample_grid(self, seeds=None, truncation_psi=1.0, noise_mode="const"):
         """G_ema's images for `seeds` (default 0 .. 31, fewer at high resolution): one z per seed, as NVlabs'
-        generate.py (z = RandomState(seed).randn(z_dim))."""
+        generate.py (z = RandomState(seed).randn(z_dim)). Conditional: one row per class, the seeds (default 0 .. 7)
+        across."""
         G = self.G_ema.module
+        k = len(self.class_names)
         if seeds is None:
-            seeds = range(GRID_SEEDS if self.config["resolution"] <= 128 else 16)
+            seeds = range(8 if k else GRID_SEEDS if self.config["resolution"] <= 128 else 16)
         seeds = list(seeds)
+        labels = [c for c in range(k) for _ in seeds] if k else [None] * len(seeds)
+        seeds = seeds * max(k, 1)
         images = []
         for chunk in range(0, len(seeds), 16):
             z = torch.stack([z_for_seed(s, G.z_dim) for s in seeds[chunk : chunk + 16]]).to(self.device)
-            c = torch.zeros([z.shape[0], 0], device=self.device)
+            c = torch.zeros([z.shape[0], k], device=self.device)
+            if k:
+                c[torch.arange(z.shape[0]), torch.tensor(labels[chunk : chunk + 16])] = 1
             images.append(G(z, c, truncation_psi=truncation_psi, noise_mode=noise_mode).float().cpu())
         images = torch.cat(images)
-        cols = 8 if len(seeds) >= 32 else max(1, int(len(seeds) ** 0.5 + 0.5))
+        cols = len(seeds) // k if k else 8 if len(seeds) >= 32 else max(1, int(len(seeds) ** 0.5 + 0.5))
         return images.clamp(-1, 1), cols
 
 
