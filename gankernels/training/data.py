@@ -449,6 +449,8 @@ class BatchStream:
                     pin_memory=self.device.type == "cuda"))  # fmt: skip
             batch = next(self._loader)
             self._cursor.take(self.batch_size)  # the consumed position, which is what state_dict saves
+        if self.device.type == "cuda" and not batch.is_pinned():
+            batch = batch.pin_memory()  # so the copy below does not wait for the device (no host sync per step)
         return batch.to(self.device, non_blocking=batch.is_pinned())
 
     def close(self) -> None:
