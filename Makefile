@@ -69,13 +69,15 @@ bench: build
 # Triton-interpreter cases are not), on GPU_TEST_WORKERS pytest-xdist workers; those also marked `gpu_serial`
 # (GPU-memory-heavy or timing-sensitive) alone afterwards. Failures go to $(OUT)/failures.txt as they happen.
 # Benchmarks: GPU_BENCH_OPS in that order (never-measured kernels first), GPU_BENCH_SKIP cases left out (fp16:
-# bf16 stands for half precision), GPU_BENCH_REPS medians; results JSON rewritten after every case.
+# bf16 stands for half precision), GPU_BENCH_REPS medians; then GPU_BENCH_STEPS (StyleGAN2's iteration first);
+# results JSON rewritten after every case. Without a GPU (the CPU rehearsal) both run --quick: the same plumbing.
 GPU_ARCH ?= 9.0
 GPU_MAX_JOBS ?= 16
 GPU_TEST_WORKERS ?= 8
 GPU_BENCH_OPS ?= stylegan2_ops,fused_conv2d,instance_norm,bias_act,upfirdn2d
 GPU_BENCH_SKIP ?= fp16
 GPU_BENCH_REPS ?= 10
+GPU_BENCH_STEPS ?= models,penalties
 GPU_BUILD_LIMIT ?= 180
 GPU_REFUSALS_LIMIT ?= 20
 GPU_TESTS_LIMIT ?= 210
@@ -123,13 +125,14 @@ define gpu_test_pieces
 	  $(PYTEST_GPU) -m gpu_serial)
 	@echo "failures ($(OUT)/failures.txt):"; cat $(OUT)/failures.txt
 endef
+NO_GPU_QUICK = $(shell $(PY) -c "import torch; print('' if torch.cuda.is_available() else '--quick')" 2>/dev/null)
 define gpu_bench_piece
-	@$(call piece,bench,$(GPU_BENCH_LIMIT),$(PY) -m gankernels bench --op $(GPU_BENCH_OPS) \
+	@$(call piece,bench,$(GPU_BENCH_LIMIT),$(PY) -m gankernels bench --op $(GPU_BENCH_OPS) $(NO_GPU_QUICK) \
 	  --skip '$(GPU_BENCH_SKIP)' --reps $(GPU_BENCH_REPS) --json $(OUT)/results.json)
 endef
 define gpu_bench_steps_piece
-	@$(call piece,bench-steps,$(GPU_BENCH_STEPS_LIMIT),$(PY) -m gankernels bench --op penalties$(comma)models \
-	  --json $(OUT)/results-steps.json)
+	@$(call piece,bench-steps,$(GPU_BENCH_STEPS_LIMIT),$(PY) -m gankernels bench --op $(GPU_BENCH_STEPS) \
+	  $(NO_GPU_QUICK) --json $(OUT)/results-steps.json)
 endef
 
 # Command 1: build for sm_90, the glue's refusals (they once crashed there), every CUDA test.
