@@ -63,7 +63,9 @@ bench: build
 # one, but the target fails at the end if any piece did. So a command cut anywhere returns what it measured.
 # The limits add up to 7.6 min (gpu-check-1) and 4.8 min (gpu-check-2, when the build is still there from
 # gpu-check-1: run it right after; on a fresh machine it first rebuilds, within GPU_BUILD_LIMIT).
-# Rehearsed on CPU (CUDA_VISIBLE_DEVICES=, 2 cores, CUDA parts skipped): benchmarks/NOTES.md "GPU check".
+# Rehearsed on CPU (CUDA_VISIBLE_DEVICES=, 2 loaded cores, CUDA parts skipped; benchmarks/NOTES.md "The GPU check"):
+# gpu-check-1 335 s (build cut at its limit, 691 gpu tests collected and skipped in 107 s), gpu-check-2 285 s (both
+# --quick bench pieces cut at their limits, the JSON of the finished cases kept).
 #
 # Tests: the `gpu`-marked ones only (every test that puts tensors on CUDA is marked, per DESIGN.md; CPU-only and
 # Triton-interpreter cases are not), on GPU_TEST_WORKERS pytest-xdist workers; those also marked `gpu_serial`

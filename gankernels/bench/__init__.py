@@ -261,6 +261,8 @@ def run(ops=None, device=None, quick=False, reps=20, json_path=None, echo=print,
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     rows = []
     env = environment(device) if json_path else None
+    if json_path:  # the environment (commit, versions) first: a run cut in its first case still says what it ran on
+        atomic_write(json_path, [json.dumps(dict(environment=env, results=rows), indent=1).encode()])
     for op in ops or OPS:
         for case in cases(op, device, quick):
             if skip and re.search(skip, case.name):
