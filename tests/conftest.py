@@ -47,12 +47,13 @@ def pytest_collection_modifyitems(config, items):
 
 
 # $GANKERNELS_FAILURES_FILE (make gpu-tests): each failing or erroring test's id appended to that file as it is
-# reported (on the xdist controller too), so a run cut at its time limit still lists the failures it found.
+# reported (by the xdist controller, not again by its workers), so a run cut at its time limit still lists the
+# failures it found.
 _FAILURES_FILE = os.environ.get("GANKERNELS_FAILURES_FILE")
 
 
 def pytest_runtest_logreport(report):
-    if _FAILURES_FILE and report.failed:
+    if _FAILURES_FILE and report.failed and not os.environ.get("PYTEST_XDIST_WORKER"):  # the controller writes
         kind = "FAILED" if report.when == "call" else f"ERROR at {report.when}"
         message = (getattr(report, "longreprtext", "") or "").strip().splitlines()
         with open(_FAILURES_FILE, "a") as f:

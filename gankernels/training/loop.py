@@ -191,11 +191,12 @@ def train(task_cls, config: dict, out: str, *, steps=None, kimg=None, resume=Fal
         if (step + 1) % snap == 0 or step + 1 == total:
             if dist.is_main:
                 _snapshot(task, out, step + 1, nimg, total, stats, progress, stats_path)
+    stats = scalars(stats)  # waits for the last step's device work, so that the time includes it
     elapsed = time.perf_counter() - t_start
     progress.close()
     shown = nimg - (state["nimg"] if state else 0)
     result = {"step": max(start, total), "nimg": nimg, "seconds": elapsed,
-              "sec_per_kimg": elapsed / (shown / 1000) if shown else None, "stats": scalars(stats)}  # fmt: skip
+              "sec_per_kimg": elapsed / (shown / 1000) if shown else None, "stats": stats}  # fmt: skip
     if dist.world_size > 1:
         result["ranks_in_sync"] = _ranks_in_sync(task, dist)
     return result
