@@ -3,8 +3,10 @@
     pip install -e . --no-build-isolation
 
 Honours TORCH_CUDA_ARCH_LIST (default: the visible GPU, else 8.0;8.6;8.9;9.0), MAX_JOBS, and
-GANKERNELS_NO_CUDA=1 (CPU kernels only). GANKERNELS_PORTABLE=1 drops -march=native from the CPU flags.
-Nothing is ever compiled at import or first use.
+GANKERNELS_NO_CUDA=1 (CPU kernels only) and GANKERNELS_NATIVE=1 (CPU kernels with -march=native: tuned to the
+building CPU's instruction set, so the result may crash with SIGILL on an older CPU; off by default, so that what is
+built on one machine runs on another; benchmarks/NOTES.md has what it gains). Nothing is ever compiled at import or
+first use.
 """
 
 import glob
@@ -52,11 +54,12 @@ def cuda_arch_list():
 def extension():
     with_cuda, why = want_cuda()
     cxx = ["-O3", "-std=c++17", "-fopenmp", "-fno-math-errno"]
-    if os.environ.get("GANKERNELS_PORTABLE", "0") != "1":
-        cxx.append("-march=native")  # built where it runs (pip install -e .)
+    if os.environ.get("GANKERNELS_NATIVE", "0") == "1":
+        cxx.append("-march=native")  # opt-in: only for a build that runs on the CPU that built it
     sources = ["csrc/bindings.cpp"] + rel("csrc/ops/*.cpp") + rel("csrc/cpu/*.cpp")
     include_dirs = [os.path.join(ROOT, "csrc", "include")]
-    print(f"gankernels: building CPU kernels; CUDA kernels: {'yes' if with_cuda else 'no'} ({why})")
+    native = "-march=native" if "-march=native" in cxx else "portable, GANKERNELS_NATIVE=1 for -march=native"
+    print(f"gankernels: building CPU kernels ({native}); CUDA kernels: {'yes' if with_cuda else 'no'} ({why})")
     if not with_cuda:
         return cpp_extension.CppExtension(
             "gankernels._C",

@@ -61,7 +61,7 @@ def bench(args) -> int:
     print(f"device {env.get('gpu') or 'cpu'}; torch {env['torch']}; triton {env['triton']}; "
           f"copy bandwidth {env['copy_bandwidth_gb_s']:.0f} GB/s (read + write)")  # fmt: skip
     print(harness.format_table([]).rstrip("-\n"))
-    harness.run(ops, device, quick=args.quick, reps=args.reps, json_path=args.json)
+    harness.run(ops, device, quick=args.quick, reps=args.reps, json_path=args.json, skip=args.skip)
     if args.json:
         print(f"wrote {args.json}")
     return 0
@@ -286,6 +286,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     p.add_argument("--quick", action="store_true", help="tiny shapes: a smoke test, not a measurement")
     p.add_argument("--reps", type=int, default=20, help="timed repetitions per implementation (median)")
+    p.add_argument("--skip", help="leave out the cases whose name matches this regular expression (e.g. fp16)")
     p.set_defaults(func=bench)
 
     from .training import registry

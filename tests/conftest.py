@@ -42,8 +42,22 @@ def devices() -> list[str]:
 def pytest_collection_modifyitems(config, items):
     skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
     for item in items:
-        if "gpu" in item.keywords and not HAS_CUDA:
+        if ("gpu" in item.keywords or "gpu_serial" in item.keywords) and not HAS_CUDA:
             item.add_marker(skip_gpu)
+
+
+# $GANKERNELS_FAILURES_FILE (make gpu-tests): each failing or erroring test's id appended to that file as it is
+# reported (by the xdist controller, not again by its workers), so a run cut at its time limit still lists the
+# failures it found.
+_FAILURES_FILE = os.environ.get("GANKERNELS_FAILURES_FILE")
+
+
+def pytest_runtest_logreport(report):
+    if _FAILURES_FILE and report.failed and not os.environ.get("PYTEST_XDIST_WORKER"):  # the controller writes
+        kind = "FAILED" if report.when == "call" else f"ERROR at {report.when}"
+        message = (getattr(report, "longreprtext", "") or "").strip().splitlines()
+        with open(_FAILURES_FILE, "a") as f:
+            f.write(f"{kind} {report.nodeid}: {message[-1][:300] if message else ''}\n")
 
 
 @pytest.fixture(autouse=True)

@@ -22,6 +22,7 @@ import importlib
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import time
@@ -253,14 +254,24 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def run(ops=None, device=None, quick=False, reps=20, json_path=None, echo=print) -> list[dict]:
-    """Benchmarks `ops` (default all) on `device` (default CUDA when present), prints the table, writes JSON."""
+def run(ops=None, device=None, quick=False, reps=20, json_path=None, echo=print, skip=None) -> list[dict]:
+    """Benchmarks `ops` (default all) on `device` (default CUDA when present), prints the table, writes JSON.
+    skip: a regular expression; cases whose name it matches (re.search) are left out. Every row records its case's
+    wall_s (the whole case: every implementation, compiles included), to plan a time-limited run."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     rows = []
     env = environment(device) if json_path else None
+    if json_path:  # the environment (commit, versions) first: a run cut in its first case still says what it ran on
+        atomic_write(json_path, [json.dumps(dict(environment=env, results=rows), indent=1).encode()])
     for op in ops or OPS:
         for case in cases(op, device, quick):
-            rows += run_case(case, device, reps=reps)
+            if skip and re.search(skip, case.name):
+                continue
+            t0 = time.perf_counter()
+            case_rows = run_case(case, device, reps=reps)
+            for row in case_rows:
+                row["wall_s"] = round(time.perf_counter() - t0, 2)
+            rows += case_rows
             if echo:
                 echo(format_table([r for r in rows if r["case"] == case.name]).split("\n", 2)[-1])
             if json_path:  # after every case: a run cut short (a device call's time limit) keeps what it measured

@@ -122,7 +122,7 @@ class CycleGANTask(Task):
             loss_D = loss_D + 0.5 * (F.mse_loss(pred_real, torch.ones_like(pred_real))
                                      + F.mse_loss(pred_fake, torch.zeros_like(pred_fake)))  # fmt: skip
         self.optimizer_step(self.opt_D, [n["D_A"], n["D_B"]], loss_D)
-        mean = lambda v: float(distributed.all_mean(v.detach(), self.dist))
+        mean = lambda v: distributed.all_mean(v.detach(), self.dist)
         return {"G": mean(loss_gan), "cycle": mean(loss_cycle), "D": mean(loss_D), "lr": lr}
 
     def state_dict(self):

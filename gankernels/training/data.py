@@ -454,8 +454,12 @@ class BatchStream:
                     pin_memory=self.device.type == "cuda"))  # fmt: skip
             batch = next(self._loader)
             self._cursor.take(self.batch_size)  # the consumed position, which is what state_dict saves
+        pin = self.device.type == "cuda"  # so the copy below does not wait for the device (no host sync per step)
         if isinstance(batch, tuple):
-            return tuple(b.to(self.device, non_blocking=b.is_pinned()) for b in batch)
+            return tuple((b.pin_memory() if pin and not b.is_pinned() else b).to(self.device, non_blocking=pin)
+                         for b in batch)  # fmt: skip
+        if pin and not batch.is_pinned():
+            batch = batch.pin_memory()
         return batch.to(self.device, non_blocking=batch.is_pinned())
 
     def close(self) -> None:

@@ -57,22 +57,29 @@ def broadcast_module(module: torch.nn.Module, info: DistInfo) -> None:
 
 def average_gradients(params, info: DistInfo) -> None:
     """Average .grad across ranks (one all_reduce of the flattened gradients); None grads count as zeros.
-    Non-finite values are zeroed as NVlabs does, so one bad step cannot poison the weights."""
+    Non-finite values are zeroed as NVlabs does, so one bad step cannot poison the weights.
+
+    A few launches per network, not one per parameter: the gradients are flattened into one buffer per (device,
+    dtype) (torch.cat), reduced and cleaned there (one all_reduce, one division, one nan_to_num_), and copied back
+    with one torch._foreach_copy_. Single process: None grads stay None, the others are cleaned in place."""
     params = [p for p in params if p.requires_grad]
-    if not params:
-        return
-    if info.world_size > 1:
-        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in params])
-        dist.all_reduce(flat)
-        flat /= info.world_size
-        offset = 0
-        for p in params:
-            n = p.numel()
-            p.grad = flat[offset : offset + n].view_as(p).clone()
-            offset += n
+    if info.world_size == 1:
+        params = [p for p in params if p.grad is not None]
+    groups: dict[tuple, list[torch.nn.Parameter]] = {}
     for p in params:
-        if p.grad is not None:
-            torch.nan_to_num_(p.grad, nan=0, posinf=1e5, neginf=-1e5)
+        groups.setdefault((p.device, p.dtype), []).append(p)
+    for group in groups.values():
+        for p in group:
+            if p.grad is None:  # world_size > 1: a rank that did not touch p still takes part in the average
+                p.grad = torch.zeros_like(p, memory_format=torch.contiguous_format)
+        grads = [p.grad for p in group]
+        flat = torch.cat([g.flatten() for g in grads])
+        if info.world_size > 1:
+            dist.all_reduce(flat)
+            flat /= info.world_size
+        torch.nan_to_num_(flat, nan=0, posinf=1e5, neginf=-1e5)
+        pieces = flat.split([g.numel() for g in grads])
+        torch._foreach_copy_(grads, [v.view_as(g) for v, g in zip(pieces, grads, strict=True)])
 
 
 def all_mean(value: torch.Tensor, info: DistInfo) -> torch.Tensor:

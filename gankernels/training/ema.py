@@ -32,8 +32,18 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module, cur_nimg: int, batch_size: int) -> None:
+        """p_ema = lerp(p, p_ema, beta) for every parameter, b_ema = b for every buffer: a few foreach launches for
+        the whole network, not one per tensor, and bit for bit the per-tensor p_ema.copy_(p.lerp(p_ema, beta)) (the
+        same lerp, same argument order; copy_ casts as it did)."""
         beta = self.beta(cur_nimg, batch_size)
-        for p_ema, p in zip(self.module.parameters(), model.parameters(), strict=True):
-            p_ema.copy_(p.detach().lerp(p_ema, beta))
-        for b_ema, b in zip(self.module.buffers(), model.buffers(), strict=True):
-            b_ema.copy_(b.detach())
+        params_ema, params = _pairs(self.module.parameters(), model.parameters())
+        if params:
+            torch._foreach_copy_(params_ema, torch._foreach_lerp(params, params_ema, beta))
+        buffers_ema, buffers = _pairs(self.module.buffers(), model.buffers())
+        if buffers:
+            torch._foreach_copy_(buffers_ema, buffers)
+
+
+def _pairs(ema_tensors, tensors) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    pairs = list(zip(ema_tensors, tensors, strict=True))
+    return [a for a, _ in pairs], [b.detach() for _, b in pairs]

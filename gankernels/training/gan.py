@@ -55,8 +55,9 @@ class GANTask(Task):
         batch = self.stream.next()
         return batch if self.class_names else (batch, None)
 
-    def mean(self, value: torch.Tensor) -> float:
-        return float(distributed.all_mean(value.detach(), self.dist))
+    def mean(self, value: torch.Tensor) -> torch.Tensor:
+        """The mean across ranks, detached: a tensor (no host sync; the loop converts it when it prints)."""
+        return distributed.all_mean(value.detach(), self.dist)
 
     def state_dict(self):
         return {"G": self.G.state_dict(), "D": self.D.state_dict(), "opt_G": self.opt_G.state_dict(),

@@ -21,7 +21,7 @@ import torch
 from . import distributed
 from .checkpoint import atomic_write, load_checkpoint, save_checkpoint
 from .images import save_image_grid
-from .progress import Progress
+from .progress import Progress, scalars
 
 CHECKPOINT = "checkpoint.pt"
 FORMAT = "gankernels-training-checkpoint"
@@ -60,7 +60,8 @@ class Task:
         return self.config["batch"]
 
     def step(self, step: int) -> dict:
-        """One training iteration; returns the losses to show (floats)."""
+        """One training iteration; returns the losses to show, as detached 0-d tensors (or numbers): no host sync.
+        The loop reads them (progress.scalars) only when it prints or writes them."""
         raise NotImplementedError
 
     def optimizer_step(self, opt, nets, loss) -> None:
@@ -190,6 +191,7 @@ def train(task_cls, config: dict, out: str, *, steps=None, kimg=None, resume=Fal
         if (step + 1) % snap == 0 or step + 1 == total:
             if dist.is_main:
                 _snapshot(task, out, step + 1, nimg, total, stats, progress, stats_path)
+    stats = scalars(stats)  # waits for the last step's device work, so that the time includes it
     elapsed = time.perf_counter() - t_start
     progress.close()
     shown = nimg - (state["nimg"] if state else 0)
@@ -205,7 +207,7 @@ def _snapshot(task, out, step, nimg, total, stats, progress, stats_path):
     grid = os.path.join(out, f"fakes{step:06d}.png")
     save_image_grid(images, grid, cols=cols)
     save_checkpoint(_checkpoint_state(task, step, nimg, total), os.path.join(out, CHECKPOINT))
-    line = json.dumps({"step": step, "kimg": nimg / 1000, "time": time.time(), **stats})
+    line = json.dumps({"step": step, "kimg": nimg / 1000, "time": time.time(), **scalars(stats)})
     with open(stats_path, "a") as f:
         f.write(line + "\n")
     progress.log(f"step {step}: wrote {grid} and {os.path.join(out, CHECKPOINT)}")

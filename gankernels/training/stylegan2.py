@@ -190,7 +190,7 @@ class StyleGAN2Task(Task):
         img, _, c = self._run_G(n)
         loss_G = F.softplus(-self._run_D(img, c)).mean()
         self.optimizer_step(self.opt_G, self.G, loss_G)
-        stats["G"] = float(distributed.all_mean(loss_G.detach(), self.dist))
+        stats["G"] = distributed.all_mean(loss_G.detach(), self.dist)
         # Greg: path length
         if self.config["pl_weight"] > 0 and self.g_reg.due(step):
             n_pl = max(n // self.config["pl_batch_shrink"], 1)
@@ -198,7 +198,7 @@ class StyleGAN2Task(Task):
             penalty, self.pl_mean = path_length_penalty(img, ws, self.pl_mean)
             loss_pl = penalty.mean() * self.g_reg.gain(self.config["pl_weight"])
             self.optimizer_step(self.opt_G, self.G, loss_pl)
-            stats["pl"] = float(distributed.all_mean(penalty.mean().detach(), self.dist))
+            stats["pl"] = distributed.all_mean(penalty.mean().detach(), self.dist)
         self.D.requires_grad_(True)
         # Dmain
         self.G.requires_grad_(False)
@@ -211,13 +211,13 @@ class StyleGAN2Task(Task):
         loss_real = F.softplus(-self._run_D(real, real_c))
         loss_D = (loss_fake + loss_real).mean()
         self.optimizer_step(self.opt_D, self.D, loss_D)
-        stats["D"] = float(distributed.all_mean(loss_D.detach(), self.dist))
+        stats["D"] = distributed.all_mean(loss_D.detach(), self.dist)
         # Dreg: R1 on the reals
         if self.gamma > 0 and self.d_reg.due(step):
             real = real.detach().requires_grad_(True)
             r1 = r1_penalty(self._run_D(real, real_c), real)
             self.optimizer_step(self.opt_D, self.D, r1.mean() * self.d_reg.gain(self.gamma / 2))
-            stats["r1"] = float(distributed.all_mean(r1.mean().detach(), self.dist))
+            stats["r1"] = distributed.all_mean(r1.mean().detach(), self.dist)
         self.G.requires_grad_(True)
         self.nimg += self.config["batch"]
         self.G_ema.update(self.G, self.nimg, self.config["batch"])

@@ -263,6 +263,7 @@ def test_empty_input_is_padded_with_zeros(device):
 
 
 @pytest.mark.gpu
+@pytest.mark.gpu_serial  # 8 GiB of input and output: alone, not beside the parallel workers
 def test_int64_indexing_cuda():
     """A plane of more than 2^31 elements takes the 64-bit path; a delta filter makes the answer exact."""
     device = _device("cuda")

@@ -1,5 +1,5 @@
 """Replays tests/ops/test_upfirdn2d_kernels.py::test_refuses_bad_calls on CUDA, one call at a time, printing
-before each, so a crash names its call."""
+before each, so a crash names its call. Exits 1 if a call is not refused; without a CUDA build, says so, exits 0."""
 
 import faulthandler
 import sys
@@ -9,6 +9,9 @@ import torch
 from gankernels import _C
 
 faulthandler.enable()
+if not (torch.cuda.is_available() and _C.has_cuda()):
+    print("skipped: no CUDA device, or the extension was built without CUDA kernels")
+    sys.exit(0)
 dev = "cuda"
 x = torch.randn(2, 3, 8, 8, device=dev)
 f = torch.randn(4, 4, device=dev)
@@ -34,6 +37,7 @@ calls = {
     "out is x": dict(out=x, args=(1, 1, 1, 1, 2, 1, 2, 1, False, 1.0)),
     "int32": dict(x=x.to(torch.int32)),
 }
+not_refused = []
 for name, kw in calls.items():
     print("calling:", name, flush=True)
     a = dict(x=x, f=f, out=good, args=args)
@@ -41,8 +45,9 @@ for name, kw in calls.items():
     try:
         _C.upfirdn2d_forward(a["x"], a["f"], a["out"], *a["args"])
         print("  NOT REFUSED", flush=True)
+        not_refused.append(name)
     except Exception as e:
         print("  refused:", type(e).__name__, str(e).splitlines()[0][:100], flush=True)
 torch.cuda.synchronize()
-print("done")
-sys.exit(0)
+print("done;", f"not refused: {', '.join(not_refused)}" if not_refused else "every call refused")
+sys.exit(1 if not_refused else 0)
