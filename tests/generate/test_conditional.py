@@ -69,7 +69,7 @@ def _step_with_spies(task, stylegan2):
     task.stream.next = record
     task.D = _Spy(task.D, d_calls)
     stats = task.step(0)
-    assert all(np.isfinite(v) for v in stats.values()), stats
+    assert all(np.isfinite(float(v)) for v in stats.values()), stats
     assert g_calls and d_calls and real_labels
     return g_calls, d_calls, real_labels
 
