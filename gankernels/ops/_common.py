@@ -111,34 +111,7 @@ def kernels(backend: str, op: str):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Eager autograd. Every op is a torch custom op (fake impl + registered autograd: what torch.compile and opcheck
-# see). Eager calls take a torch.autograd.Function built from the same impl, setup_context and backward: the
-# same math, without torch.library's Python autograd wrapper, which costs 2-3x the host time per call (bias_act
-# fwd+bwd on tiny CPU tensors: 77 us through the custom op, 29 us through the Function; benchmarks/NOTES.md).
-
-
-def eager_function(name: str, impl, setup_context, backward) -> type[torch.autograd.Function]:
-    """A torch.autograd.Function running `impl` forward, with a custom op's `setup_context` and `backward`."""
-
-    def forward(ctx, *args):
-        output = impl(*args)
-        setup_context(ctx, args, output)
-        ctx.eager = True  # its backward runs the eager Functions too (see `call`)
-        return output
-
-    return type(name, (torch.autograd.Function,), {
-        "forward": staticmethod(forward), "backward": staticmethod(backward),
-    })  # fmt: skip
-
-
-def call(op, function: type[torch.autograd.Function], *args, ctx=None):
-    """Runs `op`'s eager Function, or the custom op itself when traced (it stays one opaque node).
-
-    At the top level (ctx None) that is while torch.compile traces. Inside a backward, it follows how the forward
-    ran: a ctx of the eager Function says eager; the custom op's registered autograd (traced by AOTAutograd) not.
-    """
-    eager = getattr(ctx, "eager", False) if ctx is not None else not torch.compiler.is_compiling()
-    return function.apply(*args) if eager else op(*args)
+# Gradient helpers (the op definitions themselves: _define.define_op)
 
 
 def reduce_to(t: torch.Tensor, dim: int) -> torch.Tensor:

@@ -5,7 +5,7 @@ gradient, order 1, and the derivative of that gradient, order 2) and `gankernels
 gradient with the bias gradient). Each has a fake implementation for torch.compile and its own autograd formula,
 so the backward of bias_act is itself differentiable and the double backward of R1 / WGAN-GP / path length runs
 on the same fused kernels. Eager calls run the same impl / setup / backward through torch.autograd.Functions
-(see _common.eager_function: less host time per call). Third-order gradients are exact
+(see _define.define_op: less host time per call). Third-order gradients are exact
 too, through the reference formulas (no fused kernel for them).
 """
 

@@ -449,9 +449,3 @@ def conv2d_resample(x, w, f=None, up=1, down=1, padding=0, groups=1, flip_weight
         return _conv2d_wrapper(x, w, padding=[py0, px0], groups=groups, flip_weight=flip_weight)
     x = upfirdn2d(x, None, padding=[px0, px1, py0, py1], flip_filter=flip_filter)  # asymmetric or negative padding
     return _conv2d_wrapper(x, w, groups=groups, flip_weight=flip_weight)
-
-
-# Old names, while fused_conv2d.py moves to the Op objects (removed once it has).
-_conv2d_op, _Conv2dFn = _conv2d.custom, _conv2d.function
-_conv2d_weight_grad_op, _Conv2dWeightGradFn = _conv2d_weight_grad.custom, _conv2d_weight_grad.function
-_conv2d_grads_op, _Conv2dGradsFn = _conv2d_grads.custom, _conv2d_grads.function

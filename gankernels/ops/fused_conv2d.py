@@ -18,7 +18,7 @@ gankernels.reference.fused_conv2d is the formula; two paths compute it:
   The forward writes the conv output y beside the result when a gradient will be needed (the epilogue's gradient
   reads it), as the composed path keeps it.
 
-Eager calls run the same impl / setup / backward through a torch.autograd.Function (see _common.eager_function).
+The op is declared through _define.define_op (eager Function, custom op, vmap rule).
 """
 
 from __future__ import annotations
@@ -29,28 +29,22 @@ import torch.nn.functional as F
 from .. import backend as _backend
 from ..reference.bias_act import ACTIVATIONS
 from ..reference.fused_conv2d import padding_pair
-from ._common import (
-    call,
-    check_float_tensor,
-    check_int,
-    check_real,
-    check_same,
-    dense,
-    eager_function,
-    kernels,
-    memory_format,
+from ._common import check_int, check_same, dense, kernels, memory_format
+from ._define import define_op
+from .conv2d import _conv2d, _conv2d_grads, _conv2d_weight_grad, conv2d, skip_weight_gradient
+from .modconv_pieces import (
+    _absent,
+    _check_4d,
+    _check_epilogue,
+    _check_noise,
+    _check_on,
+    _check_shaped,
+    _defaults,
+    _epilogue_grad_op,
+    _noise_planes,
+    _per_sample,
+    modulated_conv2d_epilogue,
 )
-from .conv2d import (
-    _conv2d_grads_op,
-    _conv2d_op,
-    _conv2d_weight_grad_op,
-    _Conv2dFn,
-    _Conv2dGradsFn,
-    _Conv2dWeightGradFn,
-    conv2d,
-    weight_gradients_disabled,
-)
-from .modconv_pieces import _check_epilogue, _defaults, _epilogue_grad_op, _EpilogueGradFn, modulated_conv2d_epilogue
 
 OP = "fused_conv2d"  # the backend op name: the kernel in gankernels.triton.fused_conv2d
 
@@ -68,10 +62,6 @@ def resolve_backend(device_type: str) -> str:
     return _backend.resolve_triton_op(OP, device_type, cuda_default=False)
 
 
-def _absent(like: torch.Tensor) -> torch.Tensor:
-    return like.new_empty([0])
-
-
 def _identity_epilogue(out_scale, noise, bias, act, gain, clamp) -> bool:
     return out_scale is None and noise is None and bias is None and act == "linear" and gain == 1 and clamp < 0
 
@@ -86,22 +76,10 @@ def _out_empty(x: torch.Tensor, weight: torch.Tensor, padding: list[int]) -> tor
     return x.new_empty(shape).contiguous(memory_format=memory_format(x))
 
 
-def _fused_impl(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    in_scale: torch.Tensor | None,
-    out_scale: torch.Tensor | None,
-    noise: torch.Tensor | None,
-    bias: torch.Tensor | None,
-    padding: list[int],
-    reflect: bool,
-    act: str,
-    alpha: float,
-    gain: float,
-    clamp: float,
-    need_y: bool,
-    backend: str,
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _fused_impl(x: torch.Tensor, weight: torch.Tensor, in_scale: torch.Tensor | None, out_scale: torch.Tensor | None,
+                noise: torch.Tensor | None, bias: torch.Tensor | None, padding: list[int], reflect: bool, act: str,
+                alpha: float, gain: float, clamp: float, need_y: bool, backend: str
+                ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     x = dense(x)
     out = _out_empty(x, weight, padding)
     y = torch.empty_like(out) if need_y else _absent(x)
@@ -113,11 +91,8 @@ def _fused_impl(
     return out, y
 
 
-_fused_op = torch.library.custom_op("gankernels::fused_conv2d", _fused_impl, mutates_args=())
-
-
-@_fused_op.register_fake
-def _(x, weight, in_scale, out_scale, noise, bias, padding, reflect, act, alpha, gain, clamp, need_y, backend):
+def _fused_fake(x, weight, in_scale, out_scale, noise, bias, padding, reflect, act, alpha, gain, clamp, need_y,
+                backend):  # fmt: skip
     out = _out_empty(x, weight, padding)
     return out, (torch.empty_like(out) if need_y else _absent(x))
 
@@ -141,14 +116,14 @@ def _fused_backward(ctx, g_out, g_y):
         elif not need_y:  # only a direct call of the op can get here (fused_conv2d asks for y when it will need it)
             raise RuntimeError("gankernels::fused_conv2d ran with need_y=False: its epilogue's gradient needs y")
         else:
-            dy, dd, dnoise, dbias = call(_epilogue_grad_op, _EpilogueGradFn, g_out, y, out_scale, noise, bias, act,
-                                         alpha, gain, clamp, backend, ctx=ctx)  # fmt: skip
+            epilogue = (out_scale, noise, bias, act, alpha, gain, clamp, backend)
+            dy, dd, dnoise, dbias = _epilogue_grad_op(g_out, y, *epilogue, ctx=ctx)
             for index, t, dt in ((3, out_scale, dd), (4, noise, dnoise), (5, bias, dbias)):
                 grads[index] = dt if t is not None and needs[index] else None
     if g_y is not None and need_y:  # y is an output too: a double backward reaches it through the epilogue's gradient
         dy = g_y if dy is None else dy + g_y
     want_x = needs[0] or needs[2]
-    want_w = needs[1] and not (weight_gradients_disabled() and not torch.compiler.is_compiling())
+    want_w = needs[1] and not skip_weight_gradient(weight)
     if dy is None or not (want_x or want_w):
         return tuple(grads)
 
@@ -161,11 +136,11 @@ def _fused_backward(ctx, g_out, g_y):
         xs = x if in_scale is None else x * in_scale[:, :, None, None]
         xp = F.pad(xs, [px, px, py, py], mode="reflect") if reflect else xs
         if want_x:  # one convolution_backward for both
-            dxp, grads[1] = call(_conv2d_grads_op, _Conv2dGradsFn, dy, xp, weight, *conv, ctx=ctx)
+            dxp, grads[1] = _conv2d_grads(dy, xp, weight, *conv, ctx=ctx)
         else:
-            grads[1] = call(_conv2d_weight_grad_op, _Conv2dWeightGradFn, dy, xp, weight, *conv, ctx=ctx)
+            grads[1] = _conv2d_weight_grad(dy, xp, weight, *conv, ctx=ctx)
     elif want_x:  # stride 1: conv^T(dy) with the same padding is exactly xp's size (no output padding)
-        dxp = call(_conv2d_op, _Conv2dFn, dy, weight, None, [1, 1], conv_padding, [1, 1], True, [0, 0], 1, ctx=ctx)
+        dxp = _conv2d(dy, weight, None, [1, 1], conv_padding, [1, 1], True, [0, 0], 1, ctx=ctx)
     if want_x:
         # the adjoint of the reflection: each padded pixel's gradient added onto the pixel it mirrors
         dxs = torch.ops.aten.reflection_pad2d_backward(dxp, x, [px, px, py, py]) if reflect else dxp
@@ -176,8 +151,9 @@ def _fused_backward(ctx, g_out, g_y):
     return tuple(grads)
 
 
-_fused_op.register_autograd(_fused_backward, setup_context=_fused_setup)
-_FusedFn = eager_function("_FusedFn", _fused_impl, _fused_setup, _fused_backward)
+# vmap: x, in_scale, out_scale and noise fold as the epilogue's; without need_y (argument 12) y is a [0] placeholder
+_fused_op = define_op("fused_conv2d", _fused_impl, fake=_fused_fake, setup_context=_fused_setup,
+                      backward=_fused_backward, vmap=_per_sample((0, 2, 3), 4, outputs=2, unless_false=12))  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -188,24 +164,11 @@ def _cast(t: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
     return None if t is None else t.to(dtype)
 
 
-def _check_scale(t, name: str, shape: list[int], x: torch.Tensor, what: str) -> None:
-    if t is None:
-        return
-    check_float_tensor(t, name)
-    check_same(t, x, name, "x", dtype=False)
-    if list(t.shape) != shape:
-        raise ValueError(f"{name} must have shape {what} = {shape}, got {list(t.shape)}")
-
-
 def _check_args(x, weight, stride, padding, groups, padding_mode, in_scale, out_scale, noise, bias, act, alpha, gain,
                 clamp):  # fmt: skip
     """Validates everything; returns (padding (py, px), output size (H', W'))."""
-    check_float_tensor(x, "x")
-    if x.dim() != 4:
-        raise ValueError(f"x must be 4-D [N, I, H, W], got shape {list(x.shape)}")
-    check_float_tensor(weight, "weight")
-    if weight.dim() != 4:
-        raise ValueError(f"weight must be 4-D [O, I, k, k], got shape {list(weight.shape)}")
+    _check_4d(x, "x", "[N, I, H, W]")
+    _check_4d(weight, "weight", "[O, I, k, k]")
     check_same(weight, x, "weight", "x")
     kh, kw = weight.shape[2:]
     if kh != kw or kh % 2 == 0:
@@ -240,41 +203,17 @@ def _check_args(x, weight, stride, padding, groups, padding_mode, in_scale, out_
     if ho < 1 or wo < 1:
         raise ValueError(f"input of size {[h, w]} padded by {[py, px]} is smaller than the {kh}x{kw} kernel")
     n, i, o = x.shape[0], x.shape[1], weight.shape[0]
-    _check_scale(in_scale, "in_scale", [n, i], x, "[N, I]")
-    _check_scale(out_scale, "out_scale", [n, o], x, "[N, O]")
-    _check_scale(bias, "bias", [o], x, "[O]")
-    if noise is not None:
-        check_float_tensor(noise, "noise")
-        check_same(noise, x, "noise", "x", dtype=False)
-        try:
-            ok = list(torch.broadcast_shapes(noise.shape, [n, 1, ho, wo])) == [n, 1, ho, wo]
-        except RuntimeError:
-            ok = False
-        if not ok:
-            raise ValueError(f"noise of shape {list(noise.shape)} does not broadcast to [N, 1, H', W'] = "
-                             f"{[n, 1, ho, wo]}")  # fmt: skip
-    _check_epilogue(act, gain, clamp)
-    check_real(alpha, "alpha", allow_none=True)
+    _check_shaped(in_scale, "in_scale", [n, i], "[N, I]", x, "x")
+    _check_shaped(out_scale, "out_scale", [n, o], "[N, O]", x, "x")
+    _check_shaped(bias, "bias", [o], "[O]", x, "x")
+    _check_on(noise, "noise", x, "x")
+    _check_noise(noise, [n, 1, ho, wo], "[N, 1, H', W'] =")
+    _check_epilogue(act, gain, clamp, alpha)
     return [py, px], [ho, wo]
 
 
-def fused_conv2d(
-    x,
-    weight,
-    *,
-    stride=1,
-    padding=None,
-    groups=1,
-    padding_mode="zeros",
-    in_scale=None,
-    out_scale=None,
-    noise=None,
-    bias=None,
-    act="linear",
-    alpha=None,
-    gain=None,
-    clamp=None,
-):
+def fused_conv2d(x, weight, *, stride=1, padding=None, groups=1, padding_mode="zeros", in_scale=None, out_scale=None,
+                 noise=None, bias=None, act="linear", alpha=None, gain=None, clamp=None):  # fmt: skip
     """A stride-1 convolution with input scaling, zero or reflection padding and an epilogue, fused:
 
         y = clamp(act(conv2d(pad(x * in_scale), weight) * out_scale + noise + bias, alpha) * gain, -clamp, clamp)
@@ -302,13 +241,12 @@ def fused_conv2d(
     if backend == "ref":
         return _composed(x, weight, padding, reflect, in_scale, out_scale, noise, bias, act, alpha, gain, clamp)
     if noise is not None:  # [Nn, 1, H', W'], Nn in {1, N}: the kernel's noise planes (a differentiable view)
-        dims = [1] * (4 - noise.dim()) + list(noise.shape)
-        noise = noise.reshape(dims).expand(dims[0], 1, ho, wo)
+        noise = _noise_planes(noise, ho, wo)
     tensors = (x, weight, in_scale, out_scale, noise, bias)
     need_y = (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
               and not _identity_epilogue(out_scale, noise, bias, act, gain, clamp))  # fmt: skip
-    out, _ = call(_fused_op, _FusedFn, dense(x), weight, in_scale, out_scale, noise, bias, padding, reflect, act, alpha,
-                  gain, clamp, need_y, backend)  # fmt: skip
+    out, _ = _fused_op(dense(x), weight, in_scale, out_scale, noise, bias, padding, reflect, act, alpha, gain, clamp,
+                       need_y, backend)  # fmt: skip
     return out
 
 

@@ -9,8 +9,7 @@ backward, and their public functions.
   order of gradient is exact (path length differentiates the generator twice).
 
 Public: demodulation_coefficients, modulated_weights, modulated_conv2d_epilogue (gankernels.ops.modulated_conv2d
-puts them together). Eager calls run the same impl / setup / backward through torch.autograd.Functions (see
-_common.eager_function).
+puts them together). Each op is declared through _define.define_op (eager Function, custom op, vmap rule).
 """
 
 from __future__ import annotations
@@ -20,17 +19,8 @@ import torch
 from .. import backend as _backend
 from ..reference import modulated_conv2d as ref
 from ..reference.bias_act import ACTIVATIONS
-from ._common import (
-    call,
-    check_float_tensor,
-    check_real,
-    check_same,
-    dense,
-    eager_function,
-    kernels,
-    memory_format,
-    through_reference,
-)
+from ._common import check_float_tensor, check_real, check_same, dense, kernels, memory_format, through_reference
+from ._define import define_op
 
 OP = "modulated_conv2d"  # the backend op name: kernels in gankernels.triton.modulated_conv2d
 
@@ -56,8 +46,8 @@ def _empty_like(t: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(t, memory_format=memory_format(t))
 
 
-def _contiguous(t: torch.Tensor | None) -> torch.Tensor | None:
-    return None if t is None else t.contiguous()
+def _contiguous(*ts: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+    return tuple(None if t is None else t.contiguous() for t in ts)
 
 
 def _absent(like: torch.Tensor) -> torch.Tensor:
@@ -65,52 +55,66 @@ def _absent(like: torch.Tensor) -> torch.Tensor:
     return like.new_empty([0])
 
 
+def _per_sample(tensors: tuple[int, ...], noise_at: int, outputs: int = 1, unless_false: int | None = None):
+    """vmap spec of an op whose tensors at positions `tensors` are per sample (axis 0) and whose argument `noise_at`
+    is noise planes [Nn, 1, H, W] or None: per sample when Nn = N, broadcast (axis None) when Nn = 1. Vmapped planes
+    (5-D here) may be either, and an output is a [0] placeholder where argument `unless_false` is false: then the op
+    runs once per vmapped index."""
+
+    def spec(*args):
+        noise = args[noise_at]
+        if noise is not None and noise.dim() != 4 or unless_false is not None and not args[unless_false]:
+            return None
+        folds = set(tensors) | ({noise_at} if noise is not None and noise.shape[0] > 1 else set())
+        return [0 if i in folds else None for i in range(len(args))], [0] * outputs
+
+    return spec
+
+
+def _define_piece(name: str, impl, fake, grad_op, n_tensors: int, params: slice, vmap, save_output: bool = False):
+    """A forward op whose backward is grad_op(grad, its first n_tensors inputs (and its output with save_output),
+    inputs[params]) -> the gradients of those first inputs."""
+
+    def setup(ctx, inputs, output):
+        ctx.save_for_backward(*inputs[:n_tensors], *([output] if save_output else []))
+        ctx.params = inputs[params]
+
+    def backward(ctx, g):
+        saved, needs = ctx.saved_tensors, ctx.needs_input_grad
+        grads = grad_op(g, *saved, *ctx.params, ctx=ctx)
+        grads = [gi if needs[i] and saved[i] is not None else None for i, gi in enumerate(grads)]
+        return (*grads, *[None] * (len(needs) - len(grads)))
+
+    return define_op(f"modulated_conv2d_{name}", impl, fake=fake, setup_context=setup, backward=backward, vmap=vmap)
+
+
+def _define_grad(name: str, impl, fake, formula, n_tensors: int):
+    """A gradient op whose backward is autograd through the reference `formula` (see through_reference): exact to any
+    order. Its outputs include the shared weight's or the bias's gradient, a sum over the batch: under vmap it runs
+    once per vmapped index."""
+
+    def setup(ctx, inputs, output):
+        ctx.save_for_backward(*inputs[:n_tensors])
+        ctx.params = inputs[n_tensors:-1]  # all but the backend: the reference formula's arguments
+        ctx.set_materialize_grads(False)
+
+    def backward(ctx, *grad_outputs):
+        grads = through_reference(formula, ctx.saved_tensors, ctx.needs_input_grad, grad_outputs, ctx.params)
+        return (*grads, *[None] * (len(ctx.needs_input_grad) - n_tensors))
+
+    return define_op(f"modulated_conv2d_{name}_backward", impl, fake=fake, setup_context=setup, backward=backward)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Demodulation coefficients: d [N, O] from weight [O, I, kh, kw] and styles [N, I] (one dtype, contiguous)
 
 
-def _dcoefs_impl(weight: torch.Tensor, styles: torch.Tensor, backend: str) -> torch.Tensor:
-    weight, styles = weight.contiguous(), styles.contiguous()
-    if backend == "ref":
-        return ref.demodulation_coefficients(weight, styles)
-    d = styles.new_empty([styles.shape[0], weight.shape[0]])
-    if d.numel():
-        kernels(backend, OP).dcoefs_forward(styles, weight, d)
-    return d
-
-
-_dcoefs_op = torch.library.custom_op("gankernels::modulated_conv2d_dcoefs", _dcoefs_impl, mutates_args=())
-
-
-@_dcoefs_op.register_fake
-def _(weight, styles, backend):
-    return styles.new_empty([styles.shape[0], weight.shape[0]])
-
-
-def _dcoefs_setup(ctx, inputs, output):
-    weight, styles, backend = inputs
-    ctx.save_for_backward(weight, styles, output)
-    ctx.backend = backend
-
-
-def _dcoefs_backward(ctx, gd):
-    weight, styles, d = ctx.saved_tensors
-    dweight, dstyles = call(_dcoefs_grad_op, _DcoefsGradFn, gd, weight, styles, d, ctx.backend, ctx=ctx)
-    needs = ctx.needs_input_grad
-    return (dweight if needs[0] else None), (dstyles if needs[1] else None), None
-
-
-_dcoefs_op.register_autograd(_dcoefs_backward, setup_context=_dcoefs_setup)
-_DcoefsFn = eager_function("_DcoefsFn", _dcoefs_impl, _dcoefs_setup, _dcoefs_backward)
-
-
-def _dcoefs_grad_impl(
-    gd: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, dcoefs: torch.Tensor, backend: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    gd, weight, styles, dcoefs = (t.contiguous() for t in (gd, weight, styles, dcoefs))
+def _dcoefs_grad_impl(gd: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, dcoefs: torch.Tensor,
+                      backend: str) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    gd, weight, styles, dcoefs = _contiguous(gd, weight, styles, dcoefs)
     if backend == "ref":
         return ref.demodulation_coefficients_grad(gd, weight, styles, dcoefs)
-    dweight, dstyles = weight.new_empty(weight.shape), styles.new_empty(styles.shape)
+    dweight, dstyles = _dcoefs_grad_fake(gd, weight, styles, dcoefs, backend)
     if gd.numel() and weight.numel():
         kernels(backend, OP).dcoefs_backward(gd, styles, weight, dcoefs, dstyles, dweight)
     else:
@@ -118,88 +122,36 @@ def _dcoefs_grad_impl(
     return dweight, dstyles
 
 
-_dcoefs_grad_op = torch.library.custom_op(
-    "gankernels::modulated_conv2d_dcoefs_backward", _dcoefs_grad_impl, mutates_args=()
-)
-
-
-@_dcoefs_grad_op.register_fake
-def _(gd, weight, styles, dcoefs, backend):
+def _dcoefs_grad_fake(gd, weight, styles, dcoefs, backend):
     return weight.new_empty(weight.shape), styles.new_empty(styles.shape)
 
 
-def _grad_op_setup(n_tensors: int):
-    """setup_context of a gradient op: saves its first n_tensors inputs, keeps the rest as parameters."""
-
-    def setup(ctx, inputs, output):
-        ctx.save_for_backward(*inputs[:n_tensors])
-        ctx.params = inputs[n_tensors:-1]  # all but the backend: the reference formula's arguments
-        ctx.set_materialize_grads(False)
-
-    return setup
-
-
-def _grad_op_backward(formula, n_tensors: int):
-    """backward of a gradient op: autograd through the reference `formula` (see through_reference)."""
-
-    def backward(ctx, *grad_outputs):
-        grads = through_reference(formula, ctx.saved_tensors, ctx.needs_input_grad, grad_outputs, ctx.params)
-        return (*grads, *[None] * (len(ctx.needs_input_grad) - n_tensors))
-
-    return backward
+def _dcoefs_impl(weight: torch.Tensor, styles: torch.Tensor, backend: str) -> torch.Tensor:
+    weight, styles = weight.contiguous(), styles.contiguous()
+    if backend == "ref":
+        return ref.demodulation_coefficients(weight, styles)
+    d = _dcoefs_fake(weight, styles, backend)
+    if d.numel():
+        kernels(backend, OP).dcoefs_forward(styles, weight, d)
+    return d
 
 
-_setup, _backward = _grad_op_setup(4), _grad_op_backward(ref.demodulation_coefficients_grad, 4)
-_dcoefs_grad_op.register_autograd(_backward, setup_context=_setup)
-_DcoefsGradFn = eager_function("_DcoefsGradFn", _dcoefs_grad_impl, _setup, _backward)
+def _dcoefs_fake(weight, styles, backend):
+    return styles.new_empty([styles.shape[0], weight.shape[0]])
+
+
+_dcoefs_grad_op = _define_grad("dcoefs", _dcoefs_grad_impl, _dcoefs_grad_fake, ref.demodulation_coefficients_grad, 4)
+_dcoefs_op = _define_piece("dcoefs", _dcoefs_impl, _dcoefs_fake, _dcoefs_grad_op, 2, slice(-1, None),
+                           vmap=([None, 0, None], [0]), save_output=True)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Per-sample weights: weight [O, I, kh, kw] * styles[n, i] * d[n, o] -> [N, O, I, kh, kw] in `dtype`
 
 
-def _weights_impl(
-    weight: torch.Tensor, styles: torch.Tensor, dcoefs: torch.Tensor | None, dtype: torch.dtype, backend: str
-) -> torch.Tensor:
-    weight, styles, dcoefs = weight.contiguous(), styles.contiguous(), _contiguous(dcoefs)
-    if backend == "ref":
-        return ref.modulated_weights(weight, styles, dcoefs).to(dtype)
-    out = weight.new_empty([styles.shape[0], *weight.shape], dtype=dtype)
-    if out.numel():
-        kernels(backend, OP).weights_forward(weight, styles, dcoefs, out)
-    return out
-
-
-_weights_op = torch.library.custom_op("gankernels::modulated_conv2d_weights", _weights_impl, mutates_args=())
-
-
-@_weights_op.register_fake
-def _(weight, styles, dcoefs, dtype, backend):
-    return weight.new_empty([styles.shape[0], *weight.shape], dtype=dtype)
-
-
-def _weights_setup(ctx, inputs, output):
-    weight, styles, dcoefs, _, backend = inputs
-    ctx.save_for_backward(weight, styles, dcoefs)
-    ctx.backend = backend
-
-
-def _weights_backward(ctx, g):
-    weight, styles, dcoefs = ctx.saved_tensors
-    dweight, dstyles, ddcoefs = call(_weights_grad_op, _WeightsGradFn, g, weight, styles, dcoefs, ctx.backend, ctx=ctx)
-    needs = ctx.needs_input_grad
-    ddcoefs = ddcoefs if dcoefs is not None and needs[2] else None
-    return (dweight if needs[0] else None), (dstyles if needs[1] else None), ddcoefs, None, None
-
-
-_weights_op.register_autograd(_weights_backward, setup_context=_weights_setup)
-_WeightsFn = eager_function("_WeightsFn", _weights_impl, _weights_setup, _weights_backward)
-
-
-def _weights_grad_impl(
-    g: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, dcoefs: torch.Tensor | None, backend: str
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    g, weight, styles, dcoefs = g.contiguous(), weight.contiguous(), styles.contiguous(), _contiguous(dcoefs)
+def _weights_grad_impl(g: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, dcoefs: torch.Tensor | None,
+                       backend: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    g, weight, styles, dcoefs = _contiguous(g, weight, styles, dcoefs)
     if backend == "ref":
         dweight, dstyles, ddcoefs = ref.modulated_weights_grad(g, weight, styles, dcoefs)
         dweight, dstyles = dweight.to(weight.dtype), dstyles.to(styles.dtype)
@@ -216,89 +168,41 @@ def _weights_grad_impl(
     return dweight, dstyles, ddcoefs
 
 
-_weights_grad_op = torch.library.custom_op(
-    "gankernels::modulated_conv2d_weights_backward", _weights_grad_impl, mutates_args=()
-)
-
-
-@_weights_grad_op.register_fake
-def _(g, weight, styles, dcoefs, backend):
+def _weights_grad_fake(g, weight, styles, dcoefs, backend):
     ddcoefs = _absent(weight) if dcoefs is None else dcoefs.new_empty(dcoefs.shape)
     return weight.new_empty(weight.shape), styles.new_empty(styles.shape), ddcoefs
 
 
-_setup, _backward = _grad_op_setup(4), _grad_op_backward(ref.modulated_weights_grad, 4)
-_weights_grad_op.register_autograd(_backward, setup_context=_setup)
-_WeightsGradFn = eager_function("_WeightsGradFn", _weights_grad_impl, _setup, _backward)
+def _weights_impl(weight: torch.Tensor, styles: torch.Tensor, dcoefs: torch.Tensor | None, dtype: torch.dtype,
+                  backend: str) -> torch.Tensor:  # fmt: skip
+    weight, styles, dcoefs = _contiguous(weight, styles, dcoefs)
+    if backend == "ref":
+        return ref.modulated_weights(weight, styles, dcoefs).to(dtype)
+    out = _weights_fake(weight, styles, dcoefs, dtype, backend)
+    if out.numel():
+        kernels(backend, OP).weights_forward(weight, styles, dcoefs, out)
+    return out
+
+
+def _weights_fake(weight, styles, dcoefs, dtype, backend):
+    return weight.new_empty([styles.shape[0], *weight.shape], dtype=dtype)
+
+
+_weights_grad_op = _define_grad("weights", _weights_grad_impl, _weights_grad_fake, ref.modulated_weights_grad, 4)
+_weights_op = _define_piece("weights", _weights_impl, _weights_fake, _weights_grad_op, 3, slice(-1, None),
+                            vmap=([None, 0, 0, None, None], [0]))  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Epilogue: out = clamp(act(y d[n, o] + noise + bias[o]) gain) over y [N, O, H, W]; noise [Nn, 1, H, W], Nn in {1, N}
 
 
-def _epilogue_impl(
-    y: torch.Tensor,
-    dcoefs: torch.Tensor | None,
-    noise: torch.Tensor | None,
-    bias: torch.Tensor | None,
-    act: str,
-    alpha: float,
-    gain: float,
-    clamp: float,
-    backend: str,
-) -> torch.Tensor:
-    y = dense(y)
-    dcoefs, noise, bias = _contiguous(dcoefs), _contiguous(noise), _contiguous(bias)
-    if backend == "ref":
-        out = ref.epilogue(y, dcoefs, noise, bias, act, alpha, gain, clamp)
-        return out.clone() if out is y else out.contiguous(memory_format=memory_format(y))
-    out = _empty_like(y)
-    if out.numel():
-        index = ACTIVATIONS[act].index
-        kernels(backend, OP).epilogue_forward(y, dcoefs, noise, bias, out, index, alpha, gain, clamp)
-    return out
-
-
-_epilogue_op = torch.library.custom_op("gankernels::modulated_conv2d_epilogue", _epilogue_impl, mutates_args=())
-
-
-@_epilogue_op.register_fake
-def _(y, dcoefs, noise, bias, act, alpha, gain, clamp, backend):
-    return _empty_like(y)
-
-
-def _epilogue_setup(ctx, inputs, output):
-    ctx.save_for_backward(*inputs[:4])  # y, dcoefs, noise, bias: the backward recomputes z (no saved output)
-    ctx.params = inputs[4:]
-
-
-def _epilogue_backward(ctx, g):
-    saved = ctx.saved_tensors
-    grads = call(_epilogue_grad_op, _EpilogueGradFn, g, *saved, *ctx.params, ctx=ctx)
-    needs = ctx.needs_input_grad
-    grads = [gi if needs[i] and saved[i] is not None else None for i, gi in enumerate(grads)]
-    return (*grads, None, None, None, None, None)
-
-
-_epilogue_op.register_autograd(_epilogue_backward, setup_context=_epilogue_setup)
-_EpilogueFn = eager_function("_EpilogueFn", _epilogue_impl, _epilogue_setup, _epilogue_backward)
-
-
-def _epilogue_grad_impl(
-    g: torch.Tensor,
-    y: torch.Tensor,
-    dcoefs: torch.Tensor | None,
-    noise: torch.Tensor | None,
-    bias: torch.Tensor | None,
-    act: str,
-    alpha: float,
-    gain: float,
-    clamp: float,
-    backend: str,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _epilogue_grad_impl(g: torch.Tensor, y: torch.Tensor, dcoefs: torch.Tensor | None, noise: torch.Tensor | None,
+                        bias: torch.Tensor | None, act: str, alpha: float, gain: float, clamp: float, backend: str
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
     y = dense(y)
     g = dense(g, memory_format(y))
-    dcoefs, noise, bias = _contiguous(dcoefs), _contiguous(noise), _contiguous(bias)
+    dcoefs, noise, bias = _contiguous(dcoefs, noise, bias)
     if backend == "ref":
         dy, ddcoefs, dnoise, dbias = ref.epilogue_grad(g, y, dcoefs, noise, bias, act, alpha, gain, clamp)
         dy = dy.contiguous(memory_format=memory_format(y))
@@ -320,29 +224,91 @@ def _epilogue_grad_impl(
     return dy, ddcoefs, dnoise, dbias
 
 
-_epilogue_grad_op = torch.library.custom_op(
-    "gankernels::modulated_conv2d_epilogue_backward", _epilogue_grad_impl, mutates_args=()
-)
-
-
-@_epilogue_grad_op.register_fake
-def _(g, y, dcoefs, noise, bias, act, alpha, gain, clamp, backend):
+def _epilogue_grad_fake(g, y, dcoefs, noise, bias, act, alpha, gain, clamp, backend):
     return (_empty_like(y), *(_absent(y) if t is None else t.new_empty(t.shape) for t in (dcoefs, noise, bias)))
 
 
-_setup, _backward = _grad_op_setup(5), _grad_op_backward(ref.epilogue_grad, 5)
-_epilogue_grad_op.register_autograd(_backward, setup_context=_setup)
-_EpilogueGradFn = eager_function("_EpilogueGradFn", _epilogue_grad_impl, _setup, _backward)
+def _epilogue_impl(y: torch.Tensor, dcoefs: torch.Tensor | None, noise: torch.Tensor | None, bias: torch.Tensor | None,
+                   act: str, alpha: float, gain: float, clamp: float, backend: str) -> torch.Tensor:  # fmt: skip
+    y = dense(y)
+    dcoefs, noise, bias = _contiguous(dcoefs, noise, bias)
+    if backend == "ref":
+        out = ref.epilogue(y, dcoefs, noise, bias, act, alpha, gain, clamp)
+        return out.clone() if out is y else out.contiguous(memory_format=memory_format(y))
+    out = _empty_like(y)
+    if out.numel():
+        index = ACTIVATIONS[act].index
+        kernels(backend, OP).epilogue_forward(y, dcoefs, noise, bias, out, index, alpha, gain, clamp)
+    return out
+
+
+def _epilogue_fake(y, *params):
+    return _empty_like(y)
+
+
+# the backward recomputes z from the saved y, dcoefs, noise, bias (no saved output)
+_epilogue_grad_op = _define_grad("epilogue", _epilogue_grad_impl, _epilogue_grad_fake, ref.epilogue_grad, 5)
+_epilogue_op = _define_piece("epilogue", _epilogue_impl, _epilogue_fake, _epilogue_grad_op, 4, slice(4, None),
+                             vmap=_per_sample((0, 1), 2))  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Public API
+# Argument checks, shared with modulated_conv2d and fused_conv2d
+
+
+def _check_4d(t, name: str, dims: str) -> None:
+    check_float_tensor(t, name)
+    if t.dim() != 4:
+        raise ValueError(f"{name} must be 4-D {dims}, got shape {list(t.shape)}")
+
+
+def _check_on(t, name: str, like: torch.Tensor, like_name: str) -> None:
+    """t: a float tensor on like's device, or None."""
+    if t is not None:
+        check_float_tensor(t, name)
+        check_same(t, like, name, like_name, dtype=False)
+
+
+def _check_shaped(t, name: str, shape: list[int], dims: str, like: torch.Tensor, like_name: str) -> None:
+    """t: a float tensor of shape `shape` (written `dims`, e.g. "[N, O]") on like's device, or None."""
+    _check_on(t, name, like, like_name)
+    if t is not None and list(t.shape) != shape:
+        raise ValueError(f"{name} must have shape {dims} = {shape}, got {list(t.shape)}")
+
+
+def _check_noise(noise, shape, to: str = "the output shape") -> None:
+    """noise (None, or a tensor checked by _check_on) broadcasts to `shape` (written `to`)."""
+    if noise is None:
+        return
+    shape = list(shape)
+    try:
+        broadcast = list(torch.broadcast_shapes(noise.shape, shape))
+    except RuntimeError:
+        broadcast = None
+    if broadcast != shape:
+        raise ValueError(f"noise of shape {list(noise.shape)} does not broadcast to {to} {shape}")
+
+
+def _check_epilogue(act, gain, clamp, alpha=None) -> None:
+    if not isinstance(act, str):
+        raise TypeError(f"act must be a str, got {type(act).__name__}")
+    if act not in ACTIVATIONS:
+        raise ValueError(f"act: unknown activation {act!r}; expected one of {sorted(ACTIVATIONS)}")
+    check_real(gain, "gain", allow_none=True)
+    if check_real(clamp, "clamp", allow_none=True) is not None and clamp < 0:
+        raise ValueError(f"clamp must be >= 0 or None, got {clamp}")
+    check_real(alpha, "alpha", allow_none=True)
+
+
+def _defaults(act, alpha, gain, clamp):
+    spec = ACTIVATIONS[act]
+    alpha = spec.alpha if alpha is None else float(alpha)
+    gain = spec.gain if gain is None else float(gain)
+    return alpha, gain, -1.0 if clamp is None else float(clamp)
 
 
 def _check_pair(weight, styles):
-    check_float_tensor(weight, "weight")
-    if weight.dim() != 4:
-        raise ValueError(f"weight must be 4-D [O, I, kh, kw], got shape {list(weight.shape)}")
+    _check_4d(weight, "weight", "[O, I, kh, kw]")
     check_float_tensor(styles, "styles")
     check_same(styles, weight, "styles", "weight", dtype=False)
     if styles.dim() != 2 or styles.shape[1] != weight.shape[1]:
@@ -352,13 +318,8 @@ def _check_pair(weight, styles):
     return weight.to(dtype), styles.to(dtype)
 
 
-def _check_dcoefs(dcoefs, n: int, o: int, like: torch.Tensor, like_name: str):
-    if dcoefs is None:
-        return
-    check_float_tensor(dcoefs, "dcoefs")
-    check_same(dcoefs, like, "dcoefs", like_name, dtype=False)
-    if list(dcoefs.shape) != [n, o]:
-        raise ValueError(f"dcoefs must have shape [N, O] = {[n, o]}, got {list(dcoefs.shape)}")
+# ----------------------------------------------------------------------------------------------------------------
+# Public API
 
 
 def demodulation_coefficients(weight, styles):
@@ -371,7 +332,7 @@ def demodulation_coefficients(weight, styles):
     name = resolve_backend(weight.device.type)
     if name == "ref":
         return ref.demodulation_coefficients(weight, styles)
-    return call(_dcoefs_op, _DcoefsFn, weight, styles, name)
+    return _dcoefs_op(weight, styles, name)
 
 
 def modulated_weights(weight, styles, dcoefs=None, dtype=None):
@@ -380,7 +341,7 @@ def modulated_weights(weight, styles, dcoefs=None, dtype=None):
     weight: [O, I, kh, kw]; styles: [N, I]; dcoefs: [N, O] or None. Returns [N, O, I, kh, kw] in `dtype` (default: the
     promoted dtype of weight and styles), written once on the triton backend. Differentiable to any order."""
     weight, styles = _check_pair(weight, styles)
-    _check_dcoefs(dcoefs, styles.shape[0], weight.shape[0], weight, "weight")
+    _check_shaped(dcoefs, "dcoefs", [styles.shape[0], weight.shape[0]], "[N, O]", weight, "weight")
     dtype = weight.dtype if dtype is None else dtype
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
@@ -388,32 +349,22 @@ def modulated_weights(weight, styles, dcoefs=None, dtype=None):
     name = resolve_backend(weight.device.type)
     if name == "ref":
         return ref.modulated_weights(weight, styles, dcoefs).to(dtype)
-    return call(_weights_op, _WeightsFn, weight, styles, dcoefs, dtype, name)
+    return _weights_op(weight, styles, dcoefs, dtype, name)
 
 
-def _check_noise(noise, shape) -> None:
-    shape = list(shape)
-    try:
-        broadcast = list(torch.broadcast_shapes(noise.shape, shape))
-    except RuntimeError:
-        broadcast = None
-    if broadcast != shape:
-        raise ValueError(f"noise of shape {list(noise.shape)} does not broadcast to the output shape {shape}")
-
-
-def _noise_planes(noise, shape):
+def _noise_planes(noise, h: int, w: int):
     """noise (broadcastable to [N, O, H, W]) as a differentiable view [Nn, 1, H, W], Nn in {1, N}; None when it varies
     along the channels (no StyleGAN2 layer does that: the caller adds it unfused)."""
     dims = [1] * (4 - noise.dim()) + list(noise.shape)
     if dims[1] != 1:
         return None
-    return noise.reshape(dims).expand(dims[0], 1, shape[2], shape[3])
+    return noise.reshape(dims).expand(dims[0], 1, h, w)
 
 
 def _epilogue(y, dcoefs, noise, bias, act, alpha, gain, clamp, backend):
     """The fused epilogue on validated, defaulted arguments (clamp < 0: none)."""
     if noise is not None:
-        planes = _noise_planes(noise, y.shape)
+        planes = _noise_planes(noise, *y.shape[2:])
         if planes is None:
             y = _epilogue(y, dcoefs, None, None, "linear", 0.0, 1.0, -1.0, backend) + noise.to(y.dtype)
             return _epilogue(y, None, None, bias, act, alpha, gain, clamp, backend)
@@ -421,24 +372,7 @@ def _epilogue(y, dcoefs, noise, bias, act, alpha, gain, clamp, backend):
     bias = None if bias is None else bias.to(y.dtype)
     if dcoefs is None and noise is None and bias is None and act == "linear" and gain == 1 and clamp < 0:
         return y
-    return call(_epilogue_op, _EpilogueFn, dense(y), dcoefs, noise, bias, act, alpha, gain, clamp, backend)
-
-
-def _check_epilogue(act, gain, clamp):
-    if not isinstance(act, str):
-        raise TypeError(f"act must be a str, got {type(act).__name__}")
-    if act not in ACTIVATIONS:
-        raise ValueError(f"act: unknown activation {act!r}; expected one of {sorted(ACTIVATIONS)}")
-    check_real(gain, "gain", allow_none=True)
-    if check_real(clamp, "clamp", allow_none=True) is not None and clamp < 0:
-        raise ValueError(f"clamp must be >= 0 or None, got {clamp}")
-
-
-def _defaults(act, alpha, gain, clamp):
-    spec = ACTIVATIONS[act]
-    alpha = spec.alpha if alpha is None else float(alpha)
-    gain = spec.gain if gain is None else float(gain)
-    return alpha, gain, -1.0 if clamp is None else float(clamp)
+    return _epilogue_op(dense(y), dcoefs, noise, bias, act, alpha, gain, clamp, backend)
 
 
 def modulated_conv2d_epilogue(y, dcoefs=None, noise=None, bias=None, act="linear", alpha=None, gain=None, clamp=None):
@@ -448,21 +382,12 @@ def modulated_conv2d_epilogue(y, dcoefs=None, noise=None, bias=None, act="linear
     (e.g. [N, 1, H, W] or [H, W]) or None; bias: [O] or None. act, alpha, gain (None: the activation's defaults) and
     clamp (None: none) as gankernels.ops.bias_act. Differentiable to any order with respect to y, dcoefs, noise and
     bias. On the triton backend one fused kernel forward and one backward; elsewhere the reference formula."""
-    check_float_tensor(y, "y")
-    if y.dim() != 4:
-        raise ValueError(f"y must be 4-D [N, O, H, W], got shape {list(y.shape)}")
-    _check_dcoefs(dcoefs, y.shape[0], y.shape[1], y, "y")
-    if noise is not None:
-        check_float_tensor(noise, "noise")
-        check_same(noise, y, "noise", "y", dtype=False)
-        _check_noise(noise, y.shape)
-    if bias is not None:
-        check_float_tensor(bias, "bias")
-        check_same(bias, y, "bias", "y", dtype=False)
-        if bias.dim() != 1 or bias.shape[0] != y.shape[1]:
-            raise ValueError(f"bias must have shape [O] = [{y.shape[1]}], got {list(bias.shape)}")
-    _check_epilogue(act, gain, clamp)
-    check_real(alpha, "alpha", allow_none=True)
+    _check_4d(y, "y", "[N, O, H, W]")
+    _check_shaped(dcoefs, "dcoefs", list(y.shape[:2]), "[N, O]", y, "y")
+    _check_on(noise, "noise", y, "y")
+    _check_noise(noise, y.shape)
+    _check_shaped(bias, "bias", [y.shape[1]], "[O]", y, "y")
+    _check_epilogue(act, gain, clamp, alpha)
     alpha, gain, clamp = _defaults(act, alpha, gain, clamp)
     name = resolve_backend(y.device.type)
     if name == "ref":

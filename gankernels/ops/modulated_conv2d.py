@@ -19,18 +19,19 @@ import numbers
 import torch
 
 from ..reference.modulated_conv2d import fp16_prenormalize
-from ._common import call, check_float_tensor, check_int, check_same
+from ._common import check_float_tensor, check_int
 from .bias_act import bias_act
 from .conv2d import conv2d_resample
 from .modconv_pieces import (  # noqa: F401  (demodulation_coefficients, modulated_weights: public here too)
+    _check_4d,
     _check_epilogue,
     _check_noise,
+    _check_on,
+    _check_shaped,
     _dcoefs_op,
-    _DcoefsFn,
     _defaults,
     _epilogue,
     _weights_op,
-    _WeightsFn,
     demodulation_coefficients,
     modulated_conv2d_epilogue,
     modulated_weights,
@@ -39,33 +40,19 @@ from .modconv_pieces import (  # noqa: F401  (demodulation_coefficients, modulat
 
 
 def _check_args(x, weight, styles, noise, up, down, resample_filter, bias, act, gain, clamp):
-    check_float_tensor(x, "x")
-    if x.dim() != 4:
-        raise ValueError(f"x must be 4-D [N, I, H, W], got shape {list(x.shape)}")
-    check_float_tensor(weight, "weight")
-    if weight.dim() != 4:
-        raise ValueError(f"weight must be 4-D [O, I, kh, kw], got shape {list(weight.shape)}")
-    check_same(weight, x, "weight", "x", dtype=False)
+    _check_4d(x, "x", "[N, I, H, W]")
+    _check_4d(weight, "weight", "[O, I, kh, kw]")
+    _check_on(weight, "weight", x, "x")
     if weight.shape[1] != x.shape[1]:
         raise ValueError(f"x has {x.shape[1]} channels but weight expects weight.shape[1]={weight.shape[1]}")
-    check_float_tensor(styles, "styles")
-    check_same(styles, x, "styles", "x", dtype=False)
-    if list(styles.shape) != [x.shape[0], x.shape[1]]:
-        raise ValueError(f"styles must have shape [N, I] = {[x.shape[0], x.shape[1]]}, got {list(styles.shape)}")
-    if noise is not None:
-        check_float_tensor(noise, "noise")
-        check_same(noise, x, "noise", "x", dtype=False)
+    check_float_tensor(styles, "styles")  # not optional
+    _check_shaped(styles, "styles", [x.shape[0], x.shape[1]], "[N, I]", x, "x")
+    _check_on(noise, "noise", x, "x")
     for name, v in (("up", up), ("down", down)):
         if check_int(v, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {v}")
-    if resample_filter is not None:
-        check_float_tensor(resample_filter, "resample_filter")
-        check_same(resample_filter, x, "resample_filter", "x", dtype=False)
-    if bias is not None:
-        check_float_tensor(bias, "bias")
-        check_same(bias, x, "bias", "x", dtype=False)
-        if bias.dim() != 1 or bias.shape[0] != weight.shape[0]:
-            raise ValueError(f"bias must have shape [O] = [{weight.shape[0]}], got {list(bias.shape)}")
+    _check_on(resample_filter, "resample_filter", x, "x")
+    _check_shaped(bias, "bias", [weight.shape[0]], "[O]", x, "x")
     _check_epilogue(act, gain, clamp)
 
 
@@ -75,24 +62,9 @@ def _check_flag(v, name: str) -> bool:
     return bool(v)
 
 
-def modulated_conv2d(
-    x,
-    weight,
-    styles,
-    noise=None,
-    up=1,
-    down=1,
-    padding=0,
-    resample_filter=None,
-    demodulate=True,
-    flip_weight=True,
-    fused_modconv=True,
-    *,
-    bias=None,
-    act="linear",
-    gain=None,
-    clamp=None,
-):
+def modulated_conv2d(x, weight, styles, noise=None, up=1, down=1, padding=0, resample_filter=None,
+                     demodulate=True, flip_weight=True, fused_modconv=True, *, bias=None, act="linear", gain=None,
+                     clamp=None):  # fmt: skip
     """StyleGAN2's modulated convolution, then noise, then the fused epilogue bias + activation + gain + clamp.
 
     y = clamp(act(conv(x, w_n) + noise + bias) * gain, -clamp, clamp), w_n[o, i] = weight[o, i] styles[n, i]
@@ -126,21 +98,15 @@ def modulated_conv2d(
 def _fused(x, weight, styles, noise, conv, demodulate, fused_modconv, bias, act, gain, clamp, backend):
     """d from the dcoefs kernel; fused_modconv: per-sample weights kernel -> grouped conv -> epilogue kernel without d,
     else x * styles -> conv with the shared weight -> epilogue kernel with d."""
-    batch_size = x.shape[0]
-    out_channels, in_channels, kh, kw = weight.shape
     dtype = torch.promote_types(weight.dtype, styles.dtype)  # what the composed weight * styles computes in
     weight_c, styles_c = weight.to(dtype), styles.to(dtype)
-    dcoefs = call(_dcoefs_op, _DcoefsFn, weight_c, styles_c, backend) if demodulate else None
-    if fused_modconv:  # the batch as groups: [1, N I, H, W] conv [N O, I, kh, kw]
-        w = call(_weights_op, _WeightsFn, weight_c, styles_c, dcoefs, x.dtype, backend)
-        y = conv2d_resample(x.reshape(1, -1, *x.shape[2:]), w.reshape(-1, in_channels, kh, kw), groups=batch_size,
-                            **conv)  # fmt: skip
-        y = y.reshape(batch_size, -1, *y.shape[2:])
+    dcoefs = _dcoefs_op(weight_c, styles_c, backend) if demodulate else None
+    if fused_modconv:
+        y = _conv(x, _weights_op(weight_c, styles_c, dcoefs, x.dtype, backend), None, conv)
         dcoefs = None
     else:
-        y = conv2d_resample(x * styles.to(x.dtype).reshape(batch_size, -1, 1, 1), weight.to(x.dtype), **conv)
-    if noise is not None:
-        _check_noise(noise, y.shape)
+        y = _conv(x, weight, styles, conv)
+    _check_noise(noise, y.shape)
     alpha, gain, clamp = _defaults(act, None, gain, clamp)
     return _epilogue(y, dcoefs, noise, bias, act, alpha, gain, clamp, backend)
 
@@ -148,7 +114,6 @@ def _fused(x, weight, styles, noise, conv, demodulate, fused_modconv, bias, act,
 def _composed(x, weight, styles, noise, conv, demodulate, fused_modconv, bias, act, gain, clamp):
     """Other gankernels ops and plain torch: the "ref", "cpu" and "cuda" backends."""
     batch_size = x.shape[0]
-    out_channels, in_channels, kh, kw = weight.shape
     # Per-sample weights [N, O, I, kh, kw] and demodulation coefficients d [N, O].
     w = dcoefs = None
     if demodulate or fused_modconv:
@@ -158,17 +123,24 @@ def _composed(x, weight, styles, noise, conv, demodulate, fused_modconv, bias, a
     if demodulate and fused_modconv:
         w = w * dcoefs.reshape(batch_size, -1, 1, 1, 1)
 
-    if fused_modconv:  # the batch as groups: [1, N I, H, W] conv [N O, I, kh, kw]
-        y = conv2d_resample(x.reshape(1, -1, *x.shape[2:]), w.reshape(-1, in_channels, kh, kw).to(x.dtype),
-                            groups=batch_size, **conv)  # fmt: skip
-        y = y.reshape(batch_size, -1, *y.shape[2:])
+    if fused_modconv:
+        y = _conv(x, w, None, conv)
     else:  # scale the activations before and after a conv with the shared weight
-        y = x * styles.to(x.dtype).reshape(batch_size, -1, 1, 1)
-        y = conv2d_resample(y, weight.to(x.dtype), **conv)
+        y = _conv(x, weight, styles, conv)
         if demodulate:
             y = y * dcoefs.to(x.dtype).reshape(batch_size, -1, 1, 1)
 
+    _check_noise(noise, y.shape)
     if noise is not None:
-        _check_noise(noise, y.shape)
         y = y + noise.to(y.dtype)
     return bias_act(y, None if bias is None else bias.to(y.dtype), act=act, gain=gain, clamp=clamp)
+
+
+def _conv(x, w, styles, conv):
+    """styles None: x conv the per-sample weights w [N, O, I, kh, kw], the batch as groups ([1, N I, H, W] conv
+    [N O, I, kh, kw]); else x scaled by the styles [N, I], conv the shared weight w [O, I, kh, kw]."""
+    n = x.shape[0]
+    if styles is not None:
+        return conv2d_resample(x * styles.to(x.dtype).reshape(n, -1, 1, 1), w.to(x.dtype), **conv)
+    y = conv2d_resample(x.reshape(1, -1, *x.shape[2:]), w.reshape(-1, *w.shape[2:]).to(x.dtype), groups=n, **conv)
+    return y.reshape(n, -1, *y.shape[2:])

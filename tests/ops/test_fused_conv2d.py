@@ -345,9 +345,9 @@ def test_dispatch_rule():
             with pytest.raises(RuntimeError, match="cannot run fused_conv2d on meta"):
                 fc.resolve_backend("meta")
     args = make(use=("bias",))
-    assert not type(run(None, args, act="relu").grad_fn).__name__.startswith("_FusedFn")
+    assert not type(run(None, args, act="relu").grad_fn).__name__.startswith("FusedConv2dFunction")
     if HAS_TRITON:
-        assert type(run("triton", args, act="relu").grad_fn).__name__.startswith("_FusedFn")
+        assert type(run("triton", args, act="relu").grad_fn).__name__.startswith("FusedConv2dFunction")
 
 
 def _call(**kwargs):

@@ -336,7 +336,7 @@ def test_fused_path_equals_composed(batch, k, up, down, use_noise, fused_modconv
     with gankernels.use_backend("triton"):
         y = ops.modulated_conv2d(x, weight, styles, **kwargs)
         got = grads(y, inputs)
-    assert type(y.grad_fn).__name__.startswith("_EpilogueFn")  # the fused epilogue ran
+    assert type(y.grad_fn).__name__.startswith("ModulatedConv2dEpilogueFunction")  # the fused epilogue ran
     with gankernels.use_backend("ref"):
         want = ops.modulated_conv2d(x, weight, styles, **kwargs)
         want_grads = grads(want, inputs)
@@ -431,7 +431,7 @@ def test_dispatch_rule():
     assert mc.resolve_backend("cuda") == want_cuda
     x, weight, styles = full_inputs(2, 1)
     y = ops.modulated_conv2d(x, weight, styles, bias=randn(4, seed=5))
-    assert not type(y.grad_fn).__name__.startswith("_EpilogueFn")  # composed on CPU by default
+    assert not type(y.grad_fn).__name__.startswith("ModulatedConv2dEpilogueFunction")  # composed on CPU by default
 
 
 @needs_triton
