@@ -16,10 +16,12 @@ a TorchScript archive is refused) and checks its output width on a two-image pro
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import os
 import urllib.request
+import warnings
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -101,6 +103,14 @@ def _file_digest(path: str) -> str:
     return digest.hexdigest()
 
 
+@contextlib.contextmanager
+def _quiet_jit():
+    """TorchScript is deprecated in recent torch, but it is the format NVlabs' feature networks are published in."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, message=r".*torch\.jit")
+        yield
+
+
 def _jit_load(path: str) -> torch.jit.ScriptModule:
     """torch.jit.load, after checking that the file is a TorchScript (zip) archive at all."""
     if not os.path.isfile(path):
@@ -113,7 +123,8 @@ def _jit_load(path: str) -> torch.jit.ScriptModule:
             "only and never unpickles them; give NVlabs' inception-2015-12-05.pt (or any torch.jit.save file)"
         )
     try:
-        return torch.jit.load(path, map_location="cpu")
+        with _quiet_jit():
+            return torch.jit.load(path, map_location="cpu")
     except Exception as e:  # noqa: BLE001 - torch raises RuntimeError or its own errors for a bad archive
         raise ValueError(f"{path} is not a loadable TorchScript module: {type(e).__name__}: {e}") from e
 
@@ -202,7 +213,8 @@ def load_inception(path=None, device="cpu") -> TorchScriptExtractor:
     bundled = fid_helper_weights()
     if bundled is not None:
         weights, digest = bundled
-        module = torch.jit.script(NVlabsInterface(_jit_load(weights))).eval().to(device)
+        with _quiet_jit():
+            module = torch.jit.script(NVlabsInterface(_jit_load(weights))).eval().to(device)
         width = _probe_width(module, weights, device)
         if width != INCEPTION_DIM:
             raise ValueError(f"{weights} gives {width}-wide features; expected {INCEPTION_DIM}")
@@ -210,6 +222,7 @@ def load_inception(path=None, device="cpu") -> TorchScriptExtractor:
     cached = os.path.join(cache_dir(), "weights", INCEPTION_FILE)
     if not os.path.isfile(cached):
         try:
+            os.makedirs(os.path.dirname(cached), exist_ok=True)
             _download(INCEPTION_URL, cached)
         except OSError as e:
             raise FileNotFoundError(

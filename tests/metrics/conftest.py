@@ -1,6 +1,8 @@
 """A small feature network in NVlabs' TorchScript format (net(uint8 [N, 3, H, W], return_features=True) -> [N, D]),
 built and saved by the tests: the real loading path, without the Inception weights."""
 
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -21,7 +23,9 @@ class TinyDetector(torch.nn.Module):
 
 
 def save_detector(path, dim: int = 2048, seed: int = 0) -> str:
-    torch.jit.script(TinyDetector(dim, seed)).save(str(path))
+    with warnings.catch_warnings():  # torch.jit is deprecated, and still the format of NVlabs' networks
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(TinyDetector(dim, seed)).save(str(path))
     return str(path)
 
 
