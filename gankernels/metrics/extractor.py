@@ -77,6 +77,8 @@ class TorchScriptExtractor:
 
     def __init__(self, module: torch.nn.Module, identity: str, feature_dim: int, device="cpu", source: str = ""):
         self.module = module.eval().to(device)
+        if torch.device(device).type == "cpu":  # oneDNN's channels_last convolutions: about 20% faster on CPU
+            self.module = self.module.to(memory_format=torch.channels_last)
         self.identity = identity
         self.feature_dim = int(feature_dim)
         self.device = torch.device(device)
