@@ -2,6 +2,7 @@
 
 import json
 import os
+import pickle
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from gankernels import cli
 from gankernels.models import save_model
 from gankernels.training import loop, registry
 from gankernels.training.images import read_png
+from tests.models.test_nvlabs_pickle import G_KWARGS, nvlabs  # noqa: F401 (a fixture)
 
 DCGAN = ["--resolution", "32", "--batch", "4", "--nz", "8", "--ngf", "4", "--ndf", "4"]
 
@@ -110,3 +112,28 @@ def test_a_task_without_eval_images_fails_clearly():
     with pytest.raises(NotImplementedError):
         loop.Task({"resolution": 8}, torch.device("cpu"), None, training=False).eval_images(2)
     assert registry.get("dcgan").eval_images is not loop.Task.eval_images
+
+
+def test_cli_metrics_on_an_nvlabs_pickle(tmp_path, tiny_inception, nvlabs, capsys):
+    from gankernels.models import stylegan2 as sg2
+    from gankernels.training.data import ShapesDataset
+    from gankernels.training.images import save_image_grid
+
+    data = tmp_path / "reals"
+    for i in range(6):
+        save_image_grid(ShapesDataset(16, size=6)[i][None], str(data / f"{i}.png"), cols=1)
+    network = tmp_path / "network-snapshot.pkl"
+    G = nvlabs.wrap(sg2.Generator(**G_KWARGS), G_KWARGS)
+    with open(network, "wb") as f:
+        pickle.dump({"G_ema": G, "training_set_kwargs": {"path": "elsewhere"}}, f)
+    args = ["--metric", "fid6", "--data", str(data), "--inception", tiny_inception, "--quiet"]
+    assert cli.main(["metrics", str(network), *args]) == 0
+    plain = json_lines(capsys.readouterr().out)[0]["results"]["fid6"]
+    assert cli.main(["metrics", str(network), *args, "--trunc", "0"]) == 0  # every image the mean w's
+    truncated = json_lines(capsys.readouterr().out)[0]["results"]["fid6"]
+    assert plain > 0 and truncated > 0 and truncated != plain
+    only_d = tmp_path / "d.pkl"
+    with open(only_d, "wb") as f:
+        pickle.dump({"D": {"not": "a generator"}}, f)
+    assert cli.main(["metrics", str(only_d), *args]) == 2
+    assert "holds no generator" in capsys.readouterr().err
