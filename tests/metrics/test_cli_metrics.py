@@ -114,7 +114,7 @@ def test_a_task_without_eval_images_fails_clearly():
     assert registry.get("dcgan").eval_images is not loop.Task.eval_images
 
 
-def test_cli_metrics_on_an_nvlabs_pickle(tmp_path, tiny_inception, nvlabs, capsys):
+def test_cli_metrics_on_an_nvlabs_pickle(tmp_path, tiny_inception, nvlabs, capsys):  # noqa: F811 (the fixture)
     from gankernels.models import stylegan2 as sg2
     from gankernels.training.data import ShapesDataset
     from gankernels.training.images import save_image_grid
