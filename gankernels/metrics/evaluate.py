@@ -18,7 +18,7 @@ import time
 import torch
 
 from .distances import fid, kid, precision_recall
-from .extractor import load_inception
+from .extractor import load_inception, load_vgg16
 from .features import dataset_features, generated_features
 from .names import MetricSpec, parse_metrics
 
@@ -68,28 +68,37 @@ def compute(spec: MetricSpec, real: torch.Tensor, fake: torch.Tensor, seed: int 
 
 
 def evaluate(source, metrics, extractor, *, data=None, batch: int = 64, seed: int = 0, cache=True, progress=None,
-             **generate_kwargs) -> list[dict]:  # fmt: skip
+             pr_extractor=None, **generate_kwargs) -> list[dict]:  # fmt: skip
     """Evaluate `metrics` (names, "fid10k,kid2k", or MetricSpecs) on `source` (see the module docstring) with
-    `extractor` (a FeatureExtractor). data: another real-image folder than the source's own. generate_kwargs go to
-    source.eval_images (StyleGAN2: truncation_psi). -> one dict per metric: {"metric", "results", "num_real",
-    "num_gen", "seconds", "feature_network"}."""
+    `extractor` (a FeatureExtractor; precision / recall with `pr_extractor` when given, e.g. load_vgg16()).
+    data: another real-image folder than the source's own. generate_kwargs go to source.eval_images (StyleGAN2:
+    truncation_psi). -> one dict per metric: {"metric", "results", "num_real", "num_gen", "seconds",
+    "feature_network"}."""
     specs = _specs(metrics)
     t0 = time.perf_counter()
     reals = source.eval_reals(data)
-    need_real = max(len(reals) if s.max_real is None else min(s.max_real, len(reals)) for s in specs)
-    need_gen = max(s.num_gen for s in specs)
-    real = dataset_features(reals, extractor, need_real, batch=batch, cache=cache, progress=progress)
-    fake = generated_features(source.eval_images(need_gen, batch=batch, seed=seed, **generate_kwargs), extractor,
-                              need_gen, progress=progress)  # fmt: skip
-    real = real.to(fake.device)
+    network_of = {s.name: pr_extractor if s.kind == "pr" and pr_extractor is not None else extractor for s in specs}
+    networks = []
+    for net in network_of.values():
+        if not any(net is other for other in networks):
+            networks.append(net)
+    real = []
+    for net in networks:
+        uses = [s for s in specs if network_of[s.name] is net]
+        need = max(len(reals) if s.max_real is None else min(s.max_real, len(reals)) for s in uses)
+        real.append(dataset_features(reals, net, need, batch=batch, cache=cache, progress=progress))
+    images = source.eval_images(max(s.num_gen for s in specs), batch=batch, seed=seed, **generate_kwargs)
+    fake = generated_features(images, networks, max(s.num_gen for s in specs), progress=progress)
     results = []
     for spec in specs:
-        r = real if spec.max_real is None else real[: spec.max_real]
-        f = fake[: spec.num_gen]
+        i = next(j for j, net in enumerate(networks) if net is network_of[spec.name])
+        r = real[i].to(fake[i].device)
+        r = r if spec.max_real is None else r[: spec.max_real]
+        f = fake[i][: spec.num_gen]
         values = compute(spec, r, f, seed=seed)
         results.append({"metric": spec.name, "results": values, "num_real": int(r.shape[0]),
                         "num_gen": int(f.shape[0]), "seconds": round(time.perf_counter() - t0, 3),
-                        "feature_network": extractor.identity})  # fmt: skip
+                        "feature_network": networks[i].identity})  # fmt: skip
     return results
 
 
@@ -106,23 +115,28 @@ class SnapshotEvaluator:
     StyleGAN2, G for DCGAN / WGAN-GP, G_A for CycleGAN).
 
     metrics: names ("fid10k,kid2k") or a list. inception: a TorchScript file (default: load_inception's search).
-    load(device) loads the feature network (call it before training, so that a missing network fails at once);
+    pr_network: VGG16 for precision / recall (default: load_vgg16's search, else Inception).
+    load(device) loads the feature networks (call it before training, so that a missing network fails at once);
     evaluator(task, out, step, nimg) evaluates, appends RUN/metric-<name>.jsonl and returns {key: value}.
     """
 
-    def __init__(self, metrics, inception=None, extractor=None, batch: int = 64, seed: int = 0, cache=True):
+    def __init__(self, metrics, inception=None, extractor=None, batch: int = 64, seed: int = 0, cache=True,
+                 pr_network=None):  # fmt: skip
         self.specs = _specs(metrics)
-        self.inception, self.extractor = inception, extractor
+        self.inception, self.extractor, self.pr_network, self.pr_extractor = inception, extractor, pr_network, None
         self.batch, self.seed, self.cache = batch, seed, cache
         self.latest: dict = {}
 
     def load(self, device) -> None:
         if self.extractor is None:
             self.extractor = load_inception(self.inception, device=device)
+            if any(s.kind == "pr" for s in self.specs):
+                self.pr_extractor = load_vgg16(self.pr_network, device=device)
 
     def __call__(self, task, out, step: int, nimg: int) -> dict:
         self.load(task.device)
-        results = evaluate(task, self.specs, self.extractor, batch=self.batch, seed=self.seed, cache=self.cache)
+        results = evaluate(task, self.specs, self.extractor, batch=self.batch, seed=self.seed, cache=self.cache,
+                           pr_extractor=self.pr_extractor)  # fmt: skip
         for result in results:
             append_jsonl(out, result, step=step, kimg=nimg / 1000)
             self.latest.update(result["results"])

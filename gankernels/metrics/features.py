@@ -122,18 +122,22 @@ def dataset_features(dataset, extractor, max_items: int | None = None, batch: in
 
 
 def generated_features(batches: Iterable[torch.Tensor], extractor, count: int,
-                       progress: ProgressFn | None = None) -> torch.Tensor:  # fmt: skip
+                       progress: ProgressFn | None = None):  # fmt: skip
     """Features float32 [count, D], on the extractor's device, of the first `count` images the iterable yields
-    (float [B, C, H, W] in [-1, 1] or uint8, C 1 or 3). ValueError when it yields fewer than 2."""
-    rows, have = [], 0
+    (float [B, C, H, W] in [-1, 1] or uint8, C 1 or 3). ValueError when it yields fewer than 2. extractor: one
+    FeatureExtractor, or a list of them (each image batch goes to all; a list of feature tensors comes back)."""
+    extractors = list(extractor) if isinstance(extractor, (list, tuple)) else [extractor]
+    rows, have = [[] for _ in extractors], 0
     for images in batches:
         if have >= count:
             break
-        images = images[: count - have]
-        rows.append(extractor(to_uint8(images)))
+        images = to_uint8(images[: count - have])
+        for net, out in zip(extractors, rows, strict=True):
+            out.append(net(images))
         have += images.shape[0]
         if progress is not None:
             progress(have, count, "generated features")
     if have < 2:
         raise ValueError(f"the generated images: need at least 2, got {have}")
-    return torch.cat(rows)
+    features = [torch.cat(out) for out in rows]
+    return features if isinstance(extractor, (list, tuple)) else features[0]

@@ -121,3 +121,24 @@ def test_evaluate_shares_features_and_reports_each_metric(tiny_inception):
     assert results[0]["results"]["fid12"] == pytest.approx(0.0, abs=1e-6)
     assert results[2]["results"] == {"pr103_full_precision": 1.0, "pr103_full_recall": 1.0}
     assert results[1]["num_real"] == 10 and results[1]["num_gen"] == 10
+
+
+def test_precision_recall_on_vgg16_when_given(tmp_path, tiny_inception, monkeypatch):
+    """NVlabs compute pr50k3 on VGG16 features: with one given, PR uses it and FID still uses Inception; the
+    generated images are made once for both."""
+    from gankernels.metrics import load_vgg16
+
+    from .conftest import save_detector
+
+    assert load_vgg16() is None  # nothing given, nothing cached: PR falls back to the Inception features
+    with pytest.raises(ValueError, match="expected 4096"):
+        load_vgg16(tiny_inception)
+    monkeypatch.setenv("GANKERNELS_VGG16", save_detector(tmp_path / "vgg16.pt", dim=4096))
+    vgg = Counting(load_vgg16())
+    inception = Counting(load_inception(tiny_inception))
+    results = evaluate(Source(12), "fid10,pr123", inception, batch=5, pr_extractor=vgg)
+    assert (inception.seen, vgg.seen) == (10 + 12, 12 + 12)
+    assert results[0]["feature_network"] == inception.identity and results[1]["feature_network"] == vgg.identity
+    only_pr = Counting(load_inception(tiny_inception))
+    evaluate(Source(12), "pr123", only_pr, pr_extractor=vgg)
+    assert only_pr.seen == 0
