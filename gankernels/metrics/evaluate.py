@@ -82,12 +82,13 @@ def evaluate(source, metrics, extractor, *, data=None, batch: int = 64, seed: in
     for net in network_of.values():
         if not any(net is other for other in networks):
             networks.append(net)
+    # made first: the generator's arguments are checked before any feature is extracted; it runs in the loop below
+    images = source.eval_images(max(s.num_gen for s in specs), batch=batch, seed=seed, **generate_kwargs)
     real = []
     for net in networks:
         uses = [s for s in specs if network_of[s.name] is net]
         need = max(len(reals) if s.max_real is None else min(s.max_real, len(reals)) for s in uses)
         real.append(dataset_features(reals, net, need, batch=batch, cache=cache, progress=progress))
-    images = source.eval_images(max(s.num_gen for s in specs), batch=batch, seed=seed, **generate_kwargs)
     fake = generated_features(images, networks, max(s.num_gen for s in specs), progress=progress)
     results = []
     for spec in specs:

@@ -51,6 +51,10 @@ def latent_batches(G: torch.nn.Module, count: int, batch: int = 64, seed: int = 
     if c_dim is None and truncation_psi != 1.0:
         raise ValueError(f"truncation_psi applies to StyleGAN2 generators only, got {truncation_psi} for "
                          f"{type(G).__name__}")  # fmt: skip
+    return _latent_batches(G, count, batch, seed, truncation_psi, z_dim, c_dim)
+
+
+def _latent_batches(G, count, batch, seed, truncation_psi, z_dim, c_dim):  # checked above, before the first batch
     device = next(G.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     with _eval_mode(G), torch.no_grad():
@@ -67,8 +71,11 @@ def latent_batches(G: torch.nn.Module, count: int, batch: int = 64, seed: int = 
 def translation_batches(G: torch.nn.Module, dataset, count: int, batch: int = 16) -> Iterator[torch.Tensor]:
     """G(x) for the first min(count, len(dataset)) items x of `dataset` (float [C, H, W] in [-1, 1])."""
     _check_count(count, batch)
+    return _translation_batches(G, dataset, min(count, len(dataset)), batch)
+
+
+def _translation_batches(G, dataset, count, batch):
     device = next(G.parameters()).device
-    count = min(count, len(dataset))
     with _eval_mode(G), torch.no_grad():
         for start in range(0, count, batch):
             x = torch.stack([torch.as_tensor(dataset[i]) for i in range(start, min(start + batch, count))])

@@ -47,6 +47,8 @@ class NetworkSource:
 
     def eval_images(self, count, batch=64, seed=0, truncation_psi=1.0):
         if self.translator:
+            if truncation_psi != 1.0:
+                raise ValueError(f"truncation_psi applies to StyleGAN2 only, got {truncation_psi} for {self.name}")
             return translation_batches(self.G, self._folder(None, "A"), count, min(batch, 16))
         return latent_batches(self.G, count, batch, seed, truncation_psi=truncation_psi)
 

@@ -173,8 +173,10 @@ class CycleGANTask(Task):
         """The target domain B (DATA/testB, else trainB): metrics compare G_A's translations with it."""
         return self._eval_domain("B", data)
 
-    def eval_images(self, count, batch=16, seed=0):
+    def eval_images(self, count, batch=16, seed=0, truncation_psi=1.0):
         """G_A's translations of the A images (DATA/testA, else trainA) in order: at most one per A image."""
         from ..metrics.generation import translation_batches
 
+        if truncation_psi != 1.0:
+            raise ValueError(f"truncation_psi applies to StyleGAN2 only, got {truncation_psi} for CycleGAN")
         return translation_batches(self.nets["G_A"], self._eval_domain("A"), count, batch)

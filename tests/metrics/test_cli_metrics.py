@@ -106,6 +106,9 @@ def test_cli_metrics_bad_input(tmp_path, tiny_inception, capsys):
     assert cli.main(["train", "dcgan", "--out", str(tmp_path / "r2"), "--metrics", "nope", *DCGAN]) == 2
     assert "unknown metric" in capsys.readouterr().err
     assert cli.main(["plot", str(empty)]) == 2
+    assert cli.main(["metrics", out, "--metric", "fid10", "--inception", tiny_inception, "--trunc", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "truncation_psi applies to StyleGAN2" in err and "features" not in err
 
 
 def test_a_task_without_eval_images_fails_clearly():
