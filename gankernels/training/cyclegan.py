@@ -9,13 +9,14 @@ Data: two unpaired domains, DIR/trainA and DIR/trainB, or without --data the bui
 from __future__ import annotations
 
 import itertools
+import os
 
 import torch
 import torch.nn.functional as F
 
 from ..models import cyclegan
 from . import distributed
-from .data import BatchStream, open_unpaired
+from .data import BatchStream, ImageFolderDataset, open_unpaired
 from .gan import check_common
 from .loop import Task, batch_per_rank
 
@@ -159,3 +160,23 @@ class CycleGANTask(Task):
             rows += [real, translated, backward(translated)]
         images = torch.cat([r.float().cpu() for r in rows])
         return images.clamp(-1, 1), len(seeds)
+
+    def _eval_domain(self, domain: str, data=None):
+        """DATA/test<domain> when the folder has one, else the training images of that domain."""
+        data = self.config.get("data") if data is None else data
+        if data is not None and os.path.isdir(os.path.join(data, f"test{domain}")):
+            return ImageFolderDataset(os.path.join(data, f"test{domain}"), self.config["resolution"],
+                                      self.config["channels"])  # fmt: skip
+        return open_unpaired(data, self.config["resolution"], channels=self.config["channels"])["AB".index(domain)]
+
+    def eval_reals(self, data=None):
+        """The target domain B (DATA/testB, else trainB): metrics compare G_A's translations with it."""
+        return self._eval_domain("B", data)
+
+    def eval_images(self, count, batch=16, seed=0, truncation_psi=1.0):
+        """G_A's translations of the A images (DATA/testA, else trainA) in order: at most one per A image."""
+        from ..metrics.generation import translation_batches
+
+        if truncation_psi != 1.0:
+            raise ValueError(f"truncation_psi applies to StyleGAN2 only, got {truncation_psi} for CycleGAN")
+        return translation_batches(self.nets["G_A"], self._eval_domain("A"), count, batch)

@@ -100,6 +100,12 @@ class GANTask(Task):
         cols = len(seeds) // k if k else 8 if len(seeds) >= 64 else max(1, int(len(seeds) ** 0.5 + 0.5))
         return images.clamp(-1, 1), cols
 
+    def eval_images(self, count, batch=64, seed=0, truncation_psi=1.0):
+        """G's images for metrics, in eval mode as the sample grid (truncation_psi: 1 only)."""
+        from ..metrics.generation import latent_batches
+
+        return latent_batches(self.G, count, batch, seed, truncation_psi=truncation_psi)
+
 
 def check_common(config, min_resolution: int) -> None:
     res = config["resolution"]

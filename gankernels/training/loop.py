@@ -86,6 +86,20 @@ class Task:
         """The networks a user may export, by name (e.g. {"G": ..., "D": ..., "G_ema": ...})."""
         raise NotImplementedError
 
+    def eval_images(self, count: int, batch: int = 64, seed: int = 0, **kwargs):
+        """`count` images of the evaluated generator for metrics (gankernels.metrics): an iterator of float
+        [B, C, R, R] in [-1, 1] on self.device, B <= batch, from latents seeded by `seed`. kwargs: model options
+        (StyleGAN2: truncation_psi)."""
+        raise NotImplementedError
+
+    def eval_reals(self, data=None):
+        """The real images the metrics compare with (a Dataset of float [C, R, R] in [-1, 1]): the training data,
+        or the folder `data`."""
+        from .data import open_dataset
+
+        data = self.config.get("data") if data is None else data
+        return open_dataset(data, self.config["resolution"], channels=self.config.get("channels", 3))
+
 
 def step_seed(seed: int, rank: int, step: int) -> int:
     return (seed * 1_000_003 + rank * 7919 + step) % (2**63 - 1)
@@ -141,12 +155,14 @@ def restore_task(state: dict, device: torch.device) -> Task:
 
 
 def train(task_cls, config: dict, out: str, *, steps=None, kimg=None, resume=False, snap=None, device=None,
-          log_every=10.0, quiet=False) -> dict:  # fmt: skip
+          log_every=10.0, quiet=False, metrics=None) -> dict:  # fmt: skip
     """Train `task_cls` with `config` into directory `out`; returns {"step", "nimg", "sec_per_kimg", ...}.
 
     snap: steps between sample grids + checkpoints (default: about 10 per run). resume: continue from
     out/checkpoint.pt (its config wins; steps/kimg may extend the run). Without resume an existing checkpoint in out
     is an error, never overwritten. Under torchrun every rank calls this; rank 0 writes the files.
+    metrics: names ("fid10k,kid2k") or a gankernels.metrics.evaluate.SnapshotEvaluator, evaluated at every snapshot
+    into out/metric-<name>.jsonl and the progress line; out/curves.png is redrawn at every snapshot.
     """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dist = distributed.init_from_env(device.type)
@@ -177,6 +193,7 @@ def train(task_cls, config: dict, out: str, *, steps=None, kimg=None, resume=Fal
         os.makedirs(out, exist_ok=True)
         atomic_write(os.path.join(out, "config.json"), lambda f: f.write(json.dumps(
             {"model": task.name, **config}, indent=2, sort_keys=True).encode()))  # fmt: skip
+    evaluator = _snapshot_metrics(metrics, device) if dist.is_main else None
     progress = Progress(total, start, every=log_every, enabled=dist.is_main and not quiet)
     if start >= total:
         progress.log(f"{out}: already at step {start} of {total}; nothing to do")
@@ -187,10 +204,10 @@ def train(task_cls, config: dict, out: str, *, steps=None, kimg=None, resume=Fal
         seed_step(config["seed"], dist.rank, step)
         stats = task.step(step)
         nimg += task.images_per_step
-        progress.update(step + 1, nimg, stats)
+        progress.update(step + 1, nimg, {**stats, **(evaluator.latest if evaluator else {})})
         if (step + 1) % snap == 0 or step + 1 == total:
             if dist.is_main:
-                _snapshot(task, out, step + 1, nimg, total, stats, progress, stats_path)
+                _snapshot(task, out, step + 1, nimg, total, stats, progress, stats_path, evaluator)
     stats = scalars(stats)  # waits for the last step's device work, so that the time includes it
     elapsed = time.perf_counter() - t_start
     progress.close()
@@ -202,7 +219,18 @@ def train(task_cls, config: dict, out: str, *, steps=None, kimg=None, resume=Fal
     return result
 
 
-def _snapshot(task, out, step, nimg, total, stats, progress, stats_path):
+def _snapshot_metrics(metrics, device):
+    """The snapshot metrics' evaluator, its feature network loaded now (a missing one fails before training)."""
+    if not metrics:
+        return None
+    from ..metrics.evaluate import SnapshotEvaluator
+
+    evaluator = metrics if isinstance(metrics, SnapshotEvaluator) else SnapshotEvaluator(metrics)
+    evaluator.load(device)
+    return evaluator
+
+
+def _snapshot(task, out, step, nimg, total, stats, progress, stats_path, evaluator=None):
     images, cols = task.sample_grid()
     grid = os.path.join(out, f"fakes{step:06d}.png")
     save_image_grid(images, grid, cols=cols)
@@ -211,6 +239,12 @@ def _snapshot(task, out, step, nimg, total, stats, progress, stats_path):
     with open(stats_path, "a") as f:
         f.write(line + "\n")
     progress.log(f"step {step}: wrote {grid} and {os.path.join(out, CHECKPOINT)}")
+    if evaluator is not None:
+        values = evaluator(task, out, step, nimg)
+        progress.log(f"step {step}: " + "  ".join(f"{k} {v:.4g}" for k, v in values.items()))
+    from .plots import write_curves
+
+    write_curves(out)
 
 
 def _ranks_in_sync(task, dist) -> bool:

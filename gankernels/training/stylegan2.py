@@ -267,6 +267,12 @@ class StyleGAN2Task(Task):
         cols = len(seeds) // k if k else 8 if len(seeds) >= 32 else max(1, int(len(seeds) ** 0.5 + 0.5))
         return images.clamp(-1, 1), cols
 
+    def eval_images(self, count, batch=64, seed=0, truncation_psi=1.0):
+        """G_ema's images for metrics (zero labels, random noise as NVlabs' metrics), with truncation_psi."""
+        from ..metrics.generation import latent_batches
+
+        return latent_batches(self.G_ema.module, count, batch, seed, truncation_psi=truncation_psi)
+
 
 def z_for_seed(seed: int, z_dim: int) -> torch.Tensor:
     """NVlabs' latent for a seed: np.random.RandomState(seed).randn(z_dim), as float32."""
