@@ -135,9 +135,14 @@ def _grid_sample_backward_impl(
         if want_grid:
             dgrid.copy_(rdgrid)
         return dx, dgrid
-    if (want_x and dx.numel()) or (want_grid and dgrid.numel()):
+    kernel_x = want_x and dx.numel() > 0
+    if kernel_x and backend == "triton" and torch.are_deterministic_algorithms_enabled():
+        # the Triton dx is an atomic scatter (gankernels/triton/grid_sample.py): the reference's scatter_add instead
+        dx.copy_(ref.grid_sample_grad(dy, x, grid, padding_mode, align_corners, True, False)[0])
+        kernel_x = False
+    if kernel_x or (want_grid and dgrid.numel()):
         kernels(backend, OP).grid_sample_backward(
-            dense(dy, memory_format(x)), dense(x), grid.contiguous(), dx if want_x else None,
+            dense(dy, memory_format(x)), dense(x), grid.contiguous(), dx if kernel_x else None,
             dgrid if want_grid else None, PADDING_CODES[padding_mode], align_corners,
         )  # fmt: skip
     return dx, dgrid
