@@ -33,7 +33,7 @@ def test_one_step_finite_on_every_backend(backend):
     with gankernels.use_backend(backend):
         loop.seed_step(0, 0, 0)
         stats = task.step(0)  # step 0 runs all four phases: Gmain, Greg (path length), Dmain, Dreg (R1)
-    assert set(stats) == {"G", "pl", "D", "r1"}
+    assert set(stats) == {"G", "pl", "D", "r1", "p"}  # p: ADA's augmentation strength (default --aug ada)
     assert all(torch.isfinite(torch.tensor(v)) for v in stats.values()), stats
     after = all_params(task)
     changed = [k for k in before if not torch.equal(before[k], after[k])]
