@@ -278,6 +278,8 @@ def r1_through_pipe(backend, pipe, x, w1, w2, seed=0):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("preset", ["bgc", "bgcfnc"])
 def test_r1_through_augment_matches_reference(backend, preset):
+    if backend == "triton" and preset == "bgcfnc":  # 24x24 images: minutes under the interpreter
+        pytest.skip("triton under the interpreter: bgc at 8x8 covers grid_sample and upfirdn2d; f, n, c add no op")
     for op in ("upfirdn2d", "grid_sample", "bias_act"):
         missing = None if backend == "ref" else gk_backend.why_unavailable(backend, op, "cpu")
         if missing is not None:
