@@ -9,8 +9,6 @@ distribution and applies every augmentation whose multiplier is non-zero: a dete
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 
@@ -60,6 +58,3 @@ class Draws:
 
     def _erfinv(self) -> torch.Tensor:
         return torch.erfinv(self.debug * 2 - 1)  # the standard normal's percentile, / sqrt 2 as NVlabs
-
-
-PI = math.pi
