@@ -53,6 +53,33 @@ inline void corners(const T* xc, const GridTaps<C>& t, int64_t step, C v[4]) {
   }
 }
 
+constexpr int kPlanes = 4;  // NCHW channels per walk over a chunk's corner table (each table entry read once per 4)
+
+// y[b, c .. c + K, chunk] from planes c .. c + K of x[b]: per point, the corner table read once for K planes.
+template <typename T, int K, typename C = compute_t<T>>
+inline void planes(const T* x, T* y, int64_t b, int64_t c, int64_t nc, int64_t HW, int64_t P, int64_t p0,
+                   int64_t len, const GridTaps<C>* taps) {
+  const T* xc = x + (b * nc + c) * HW;
+  T* yc = y + (b * nc + c) * P + p0;
+  for (int64_t i = 0; i < len; ++i) {
+    const GridTaps<C>& t = taps[i];
+    const int64_t i0 = t.index[0], i1 = t.index[1], i2 = t.index[2], i3 = t.index[3];
+    const C w0 = t.weight[0], w1 = t.weight[1], w2 = t.weight[2], w3 = t.weight[3];
+    if (t.mask == 15) {  // all four corners inside: the common case
+      for (int k = 0; k < K; ++k) {
+        const T* xk = xc + k * HW;
+        yc[k * P + i] = T(C(xk[i0]) * w0 + C(xk[i1]) * w1 + C(xk[i2]) * w2 + C(xk[i3]) * w3);  // torch's order
+      }
+    } else {
+      for (int k = 0; k < K; ++k) {
+        C v[4];
+        corners(xc + k * HW, t, 1, v);
+        yc[k * P + i] = T(v[0] * w0 + v[1] * w1 + v[2] * w2 + v[3] * w3);
+      }
+    }
+  }
+}
+
 template <typename T>
 void forward(const GridSampleArgs& p, int num_threads) {
   using C = compute_t<T>;
@@ -68,16 +95,9 @@ void forward(const GridSampleArgs& p, int num_threads) {
     GridTaps<C> taps[kChunk];
     chunk_taps<T>(p, grid + (b * P + p0) * 2, len, taps, nullptr, nullptr);
     if (!p.channels_last) {
-      for (int64_t c = 0; c < nc; ++c) {
-        const T* xc = x + (b * nc + c) * HW;
-        T* yc = y + (b * nc + c) * P + p0;
-        for (int64_t i = 0; i < len; ++i) {
-          C v[4];
-          corners(xc, taps[i], 1, v);
-          const C* wt = taps[i].weight;
-          yc[i] = T(v[0] * wt[0] + v[1] * wt[1] + v[2] * wt[2] + v[3] * wt[3]);  // torch's order of the sum
-        }
-      }
+      int64_t c = 0;
+      for (; c + kPlanes <= nc; c += kPlanes) planes<T, kPlanes>(x, y, b, c, nc, HW, P, p0, len, taps);
+      for (; c < nc; ++c) planes<T, 1>(x, y, b, c, nc, HW, P, p0, len, taps);
     } else {
       const T* xb = x + b * HW * nc;
       for (int64_t i = 0; i < len; ++i) {

@@ -4,7 +4,7 @@ the identity (rotation, scale and shift of a few percent, as ADA's geometric aug
 - "fwd": y = grid_sample(x, grid); eager is torch's F.grid_sample, compile its torch.compile.
 - "fwd+bwd": y and dx (first order); eager is torch's grid_sample and its autograd.
 - "R1": the double backward of an R1-style penalty through the op: with a linear stand-in for D (logits =
-  sum(w * y), w requiring grad), dx = d logits / dx with create_graph=True, then |dx|^2 backpropagated to x and w.
+  sum(w * y), w requiring grad), dx = d logits / dx with create_graph=True, then |dx|^2 backpropagated to w.
   torch's grid_sample has no double backward (pytorch/pytorch#34704), so eager is the same code on the `ref`
   backend (the reference formula, plain PyTorch); no compile: AOTAutograd has no double backward.
 
@@ -58,9 +58,9 @@ def _ours_fwd_bwd(x, grid, dy):
 
 
 def _r1(x, grid, w):
-    """|d sum(w y) / dx|^2 backpropagated to x and w (the double backward of grid_sample)."""
+    """|d sum(w y) / dx|^2 backpropagated to w (the double backward of grid_sample; dx does not depend on x)."""
     (dx,) = torch.autograd.grad((w * _ours(x, grid)).sum(), x, create_graph=True)
-    return torch.autograd.grad(dx.square().sum(), (x, w))
+    return torch.autograd.grad(dx.square().sum(), w)
 
 
 def cases(device: torch.device, quick: bool = False) -> list[Case]:

@@ -162,12 +162,26 @@ def _grid_sample_backward_setup(ctx, inputs, output):
     dy, x, grid, padding_mode, align_corners, backend, want_x, want_grid = inputs
     ctx.save_for_backward(dy, x, grid)
     ctx.params = (padding_mode, align_corners, want_x, want_grid)
+    ctx.backend = backend
 
 
 def _grid_sample_backward_backward(ctx, gdx, gdgrid):
     """Gradients of <gdx, dx(dy, x, grid)> + <gdgrid, dgrid(dy, x, grid)> with respect to dy, x and grid, by autograd
-    through the reference formula (differentiable again: any order)."""
+    through the reference formula (differentiable again: any order).
+
+    R1 through an augmentation with a constant grid needs only the dy part of the dx term: dx is linear in dy and
+    does not depend on x, and the adjoint of the scatter is the forward sampling itself, so that part runs on the
+    forward op (the kernels; any order too): d<gdx, dx>/d dy = grid_sample(gdx, grid), d/dx = 0."""
     want_x, want_grid = ctx.params[2:]
+    dy, x, grid = ctx.saved_tensors
+    needs = ctx.needs_input_grad
+    if want_x and not want_grid and not needs[2]:
+        gdy = None
+        if needs[0]:
+            gdy = torch.zeros_like(dy) if gdx is None else call(
+                _grid_sample_op, _GridSampleFn, gdx, grid, *ctx.params[:2], ctx.backend, ctx=ctx
+            )  # fmt: skip
+        return gdy, (torch.zeros_like(x) if needs[1] else None), None, None, None, None, None, None
     grad_outputs = (gdx if want_x else None, gdgrid if want_grid else None)
     grads = through_reference(ref.grid_sample_grad, ctx.saved_tensors, ctx.needs_input_grad, grad_outputs, ctx.params)
     return (*grads, None, None, None, None, None)

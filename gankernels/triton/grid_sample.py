@@ -23,7 +23,10 @@ import triton.language as tl
 
 INT64_FROM = 2**31  # tensors with this many elements (or offsets) or more are indexed in int64
 NUM_WARPS = 4  # a guess: not yet benchmarked on a GPU
-TILE = 1024  # elements per [BLOCK_P, BLOCK_C] tile
+# elements per [BLOCK_P, BLOCK_C] tile; the backward holds more per element (4 loads, 4 atomics, the grid sums): at 1024
+# it spilled 72-992 registers on sm_80/sm_90 (tools/triton_compile_check.py), at 256 none (fp32)
+TILE_FWD = 512
+TILE_BWD = 256
 TARGET_PROGRAMS = 4096  # channel chunks are split until about this many programs run
 
 
@@ -207,12 +210,12 @@ def _grid_sample_bwd_kernel(
         tl.store(out + 1, gy * mult_y, mask=p_mask)
 
 
-def _meta(x: torch.Tensor, p: int, numel: int) -> tuple[dict, tuple[int, int], int]:
+def _meta(x: torch.Tensor, p: int, numel: int, tile: int) -> tuple[dict, tuple[int, int], int]:
     """(kernel meta-parameters, launch grid, channels per program) for x [N, C, H, W] and p output points."""
     n, c = x.shape[:2]
     channels_last = x.dim() == 4 and c > 1 and x.stride(1) == 1
     block_c = min(triton.next_power_of_2(max(c, 1)), 64 if channels_last else 4)
-    block_p = max(16, TILE // block_c)
+    block_p = max(16, tile // block_c)
     point_programs = n * triton.cdiv(p, block_p)
     chunks = max(1, min(triton.cdiv(c, block_c), triton.cdiv(TARGET_PROGRAMS, max(point_programs, 1)), 65535))
     chunk = triton.cdiv(triton.cdiv(c, chunks), block_c) * block_c
@@ -243,7 +246,7 @@ def grid_sample_forward(x, grid, out, padding: int, align_corners: bool) -> None
     p = grid.shape[1] * grid.shape[2]
     if out.numel() == 0:
         return
-    meta, launch, chunk = _meta(x, p, _largest(x, grid, out))
+    meta, launch, chunk = _meta(x, p, _largest(x, grid, out), TILE_FWD)
     _grid_sample_fwd_kernel[launch](
         x, grid, out, c, h, w, p, chunk, *x.stride(), *_image_strides(out),
         PADDING=padding, ALIGN=bool(align_corners), **meta,
@@ -260,7 +263,7 @@ def grid_sample_backward(dy, x, grid, dx, dgrid, padding: int, align_corners: bo
             if t is not None:
                 t.zero_()
         return
-    meta, launch, chunk = _meta(x, p, _largest(dy, x, grid))
+    meta, launch, chunk = _meta(x, p, _largest(dy, x, grid), TILE_BWD)
     acc = None
     if dx is not None:  # atomics accumulate in fp32 (fp64 for fp64)
         acc = dx.zero_() if dx.dtype in (torch.float32, torch.float64) else torch.zeros_like(dx, dtype=torch.float32)

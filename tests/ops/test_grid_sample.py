@@ -224,6 +224,27 @@ def test_second_order_equals_reference(backend, device, padding_mode, channels_l
 
 
 @pytest.mark.parametrize("backend,device", CASES)
+@pytest.mark.parametrize("padding_mode", PADDING)
+def test_r1_constant_grid(backend, device, padding_mode):
+    """ADA's R1: the grid is a constant, x requires grad; the double backward's dy part runs on the forward op.
+    gradgradcheck with respect to x (and dy), and the penalty's gradient equal to the reference's."""
+    grid = random_grid(2, 3, 4, spread=1.3, device=device, seed=14)
+    x = image((2, 2, 4, 3), channels_last=padding_mode == "border", device=device).requires_grad_(True)
+    fn = lambda x: run(backend, x, grid, padding_mode=padding_mode)
+    assert torch.autograd.gradgradcheck(fn, (x,))
+    w = randn(2, 2, 3, 4, device=device, seed=15).requires_grad_(True)
+    found = []
+    for name in (backend, "ref"):
+        with gankernels.use_backend(name):
+            (dx,) = torch.autograd.grad(
+                (w * grid_sample(x, grid, padding_mode=padding_mode)).sum(), x, create_graph=True
+            )
+            found.append((dx, *grads(dx.square().sum(), (x, w), None)))
+    for g, r in zip(*found, strict=True):
+        torch.testing.assert_close(g, r, atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("backend,device", CASES)
 def test_third_order(backend, device):
     """Any order: the third derivative with respect to grid through the backward op's reference backward."""
     x = image((1, 2, 3, 3), device=device).requires_grad_(True)
