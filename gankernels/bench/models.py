@@ -156,7 +156,15 @@ def input_gradient_differentiated(x, *args, **kwargs) -> bool:
 def _compile_stylegan2(steps: TaskSteps) -> None:
     task, backend = steps.task, steps.backend
     compile_forward(task.G.mapping, backend)  # differentiated once even in the path-length phase (d/dws stops at ws)
-    compile_forward(task.D, backend, input_gradient_differentiated)
+    # D: its calls in an iteration are Gmain, Dmain's fakes and reals, then R1 when due (the 4th). R1's input is a
+    # leaf without augmentation, augment(leaf) with it: eager either way.
+    d_plan = {"calls": 0, "r1": None}
+
+    def r1_call(x, *args, **kwargs):
+        d_plan["calls"] += 1
+        return input_gradient_differentiated(x) or d_plan["calls"] - 1 == d_plan["r1"]
+
+    compile_forward(task.D, backend, r1_call)
     # G.synthesis: its grad-enabled calls in an iteration are Gmain, then Greg (path length) when due; Greg's is
     # differentiated twice, so it stays eager. (No-grad calls, Dmain's fakes, are compiled.)
     plan = {"calls": 0, "eager": None}
@@ -164,6 +172,8 @@ def _compile_stylegan2(steps: TaskSteps) -> None:
     def before(step):
         plan["calls"] = 0
         plan["eager"] = 1 if task.config["pl_weight"] > 0 and task.g_reg.due(step) else None
+        d_plan["calls"] = 0
+        d_plan["r1"] = 3 if task.gamma > 0 and task.d_reg.due(step) else None
 
     def path_length_call(*args, **kwargs):
         if not torch.is_grad_enabled():
