@@ -290,6 +290,9 @@ def check_augment_config(config: dict) -> None:
         raise ValueError(f"--aug must be one of {', '.join(AUG_MODES)}, got {aug!r}")
     if config.get("augpipe", "bgc") not in PRESETS:
         raise ValueError(f"--augpipe: unknown preset {config['augpipe']!r}; choose one of {', '.join(PRESETS)}")
+    if aug != "noaug" and "imgfilter" in PRESETS[config.get("augpipe", "bgc")] and config["resolution"] < 32:
+        raise ValueError(f"--augpipe {config['augpipe']} filters the images (imgfilter: 43 taps, reflect-padded), "
+                         f"which needs --resolution >= 32, got {config['resolution']}")  # fmt: skip
     p = config.get("p")
     if aug == "fixed" and p is None:
         raise ValueError("--aug fixed needs --p (the augmentation probability, in [0, 1])")

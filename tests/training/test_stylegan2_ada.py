@@ -111,5 +111,8 @@ def test_check_config_bad_augment():
         StyleGAN2Task.check_config(tiny_config(augpipe="bgx"))
     with pytest.raises(ValueError, match="--aug must be one of ada, fixed, noaug"):
         StyleGAN2Task.check_config(tiny_config(aug="always"))
+    with pytest.raises(ValueError, match="--augpipe bgcf filters the images .* needs --resolution >= 32"):
+        StyleGAN2Task.check_config(tiny_config(augpipe="bgcf"))  # 8x8
+    StyleGAN2Task.check_config(tiny_config(augpipe="bgcf", aug="noaug"))
     with pytest.raises(ValueError, match="ada_interval"):
         StyleGAN2Task.check_config(tiny_config(ada_interval=0))
