@@ -237,7 +237,8 @@ def grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=Fa
     torch's; differentiable to second order and beyond with respect to x and grid, on every backend.
 
     Grid points anywhere are safe (never a read outside x). Non-finite coordinates give what torch gives on CPU:
-    zeros: a +-inf or NaN coordinate makes that point's output NaN (no gradient into x; NaN grid gradient);
+    zeros: a +-inf or NaN coordinate makes that point's output NaN (no gradient into x; NaN grid gradient; torch on
+    CUDA gives 0 there instead, ours gives NaN on every device and backend);
     border: +inf clamps to the last pixel, -inf and NaN to the first; reflection: +-inf and NaN go to the first pixel;
     a clamped coordinate has gradient 0 (torch's CPU backward crashes on NaN with border / reflection; ours gives 0).
     """
