@@ -48,4 +48,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("bias_act_backward", guarded(&gankernels::bias_act_backward), "bias_act gradient (order 1 or 2) into out");
   m.def("upfirdn2d_forward", guarded(&gankernels::upfirdn2d_forward),
         "upfirdn2d (upsample, pad, filter, downsample) into out");
+  m.def("grid_sample_forward", guarded(&gankernels::grid_sample_forward), "bilinear grid_sample into out (CPU)");
+  m.def("grid_sample_backward", guarded(&gankernels::grid_sample_backward),
+        "grid_sample gradients into dx and / or dgrid (CPU)");
 }

@@ -355,6 +355,26 @@ def _mbstd(ops, dtype, cl):
     return run
 
 
+def grid_sample_cases(dtypes, quick):
+    from gankernels import ops
+
+    for dtype in (*dtypes, torch.float64):  # fp64 too: its kernels take a float64 path of their own
+        for cl in (False, True):
+            for padding in ("zeros",) if quick else ("zeros", "border", "reflection"):
+                for align in (False,) if quick else (False, True):
+                    name = f"grid_sample {dtype} cl={cl} {padding} align_corners={align}"
+                    yield name, _grid_sample(ops, dtype, cl, padding, align)
+
+
+def _grid_sample(ops, dtype, cl, padding, align):
+    def run():
+        x = _fmt(torch.randn(4, 32, 16, 16, dtype=dtype), cl)
+        grid = (torch.rand(4, 16, 16, 2) * 2.2 - 1.1).to(dtype)
+        _twice(ops.grid_sample(*_leaves(x, grid), padding_mode=padding, align_corners=align), [x, grid])
+
+    return run
+
+
 WORKLOADS = {
     "bias_act": bias_act_cases,
     "upfirdn2d": upfirdn2d_cases,
@@ -363,6 +383,7 @@ WORKLOADS = {
     "instance_norm": instance_norm_cases,
     "penalties": penalty_cases,
     "minibatch_std": minibatch_std_cases,
+    "grid_sample": grid_sample_cases,
 }
 WORKLOAD = "(workload)"  # the name of a failure outside Triton's compiler
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)

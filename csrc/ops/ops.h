@@ -22,4 +22,11 @@ void upfirdn2d_forward(const at::Tensor& x, const at::Tensor& f, const at::Tenso
                        int64_t downx, int64_t downy, int64_t padx0, int64_t padx1, int64_t pady0, int64_t pady1,
                        bool flip, double gain);
 
+// grid_sample (csrc/ops/grid_sample.cpp): bilinear; padding 0 zeros, 1 border, 2 reflection. CPU tensors only.
+void grid_sample_forward(const at::Tensor& x, const at::Tensor& grid, const at::Tensor& out, int64_t padding,
+                         bool align_corners);
+void grid_sample_backward(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& grid,
+                          const std::optional<at::Tensor>& dx, const std::optional<at::Tensor>& dgrid,
+                          int64_t padding, bool align_corners);
+
 }  // namespace gankernels

@@ -34,7 +34,10 @@ from .. import backend as _backend
 from .._io import atomic_write
 
 # modules gankernels.bench.<op> that define cases(device, quick)
-OPS = ("bias_act", "upfirdn2d", "instance_norm", "fused_conv2d", "stylegan2_ops", "penalties", "models")
+OPS = (
+    "bias_act", "upfirdn2d", "grid_sample", "instance_norm", "fused_conv2d", "stylegan2_ops", "penalties", "models",
+    "augment",
+)  # fmt: skip
 AUTO = "auto"  # in Case.backends: the automatic backend choice, reported as impl "ours"
 
 

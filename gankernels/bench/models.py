@@ -36,8 +36,13 @@ from . import AUTO, Case, implementations, time_fn
 STYLEGAN2_CYCLE = 16  # R1 interval; a multiple of the path-length interval (4)
 
 # (label, model, config overrides, iterations per timed call) per size class. Overrides go on the task's defaults.
+# StyleGAN2 without augmentation (its default is --aug ada), and with the bgc pipe at a fixed p = 0.6 (nearly every
+# image geometrically transformed): the difference is ADA's cost per iteration.
+NOAUG, ADA = dict(aug="noaug"), dict(aug="fixed", augpipe="bgc", p=0.6)
+_SG2_GPU = dict(resolution=256, batch=32)
 GPU = [
-    ("stylegan2 256x256 b32 (16-iter R1/PL cycle)", "stylegan2", dict(resolution=256, batch=32), STYLEGAN2_CYCLE),
+    ("stylegan2 256x256 b32 (16-iter R1/PL cycle)", "stylegan2", {**_SG2_GPU, **NOAUG}, STYLEGAN2_CYCLE),
+    ("stylegan2 256x256 b32 ADA bgc p=0.6 (16-iter cycle)", "stylegan2", {**_SG2_GPU, **ADA}, STYLEGAN2_CYCLE),
     ("dcgan 64x64 b128", "dcgan", dict(resolution=64, batch=128), 1),
     ("wgan-gp resnet 32x32 b64, 5 critic steps", "wgan-gp", dict(resolution=32, batch=64), 1),
     ("cyclegan 256x256 b1 (9 blocks)", "cyclegan", dict(resolution=256, batch=1), 1),
@@ -45,7 +50,8 @@ GPU = [
 ]
 _SG2_CPU = dict(resolution=32, batch=4, cbase=2048, cmax=64, z_dim=64, w_dim=64)
 CPU = [
-    ("stylegan2 32x32 b4 c64 (16-iter R1/PL cycle)", "stylegan2", _SG2_CPU, STYLEGAN2_CYCLE),
+    ("stylegan2 32x32 b4 c64 (16-iter R1/PL cycle)", "stylegan2", {**_SG2_CPU, **NOAUG}, STYLEGAN2_CYCLE),
+    ("stylegan2 32x32 b4 c64 ADA bgc p=0.6 (16-iter cycle)", "stylegan2", {**_SG2_CPU, **ADA}, STYLEGAN2_CYCLE),
     ("dcgan 32x32 b16 w16", "dcgan", dict(resolution=32, batch=16, ngf=16, ndf=16), 1),
     ("wgan-gp resnet 32x32 b8 w32, 5 critic steps", "wgan-gp", dict(resolution=32, batch=8, width=32), 1),
     ("cyclegan 64x64 b1 w16 (6 blocks)", "cyclegan", dict(resolution=64, batch=1, ngf=16, ndf=16), 1),
@@ -54,7 +60,8 @@ CPU = [
 _SG2_QUICK = dict(resolution=8, batch=2, cbase=128, cmax=16, z_dim=16, w_dim=16)
 _WGAN_QUICK = dict(resolution=8, batch=2, z_dim=8, width=8, n_critic=2)
 QUICK = [  # iteration 0 runs every phase, R1 and path length included
-    ("stylegan2 8x8 b2 c16 (iteration 0: all phases)", "stylegan2", _SG2_QUICK, 1),
+    ("stylegan2 8x8 b2 c16 (iteration 0: all phases)", "stylegan2", {**_SG2_QUICK, **NOAUG}, 1),
+    ("stylegan2 8x8 b2 c16 ADA bgc p=0.6 (iteration 0)", "stylegan2", {**_SG2_QUICK, **ADA}, 1),
     ("dcgan 32x32 b2 w4", "dcgan", dict(resolution=32, batch=2, nz=8, ngf=4, ndf=4), 1),
     ("wgan-gp resnet 8x8 b2 w8, 2 critic steps", "wgan-gp", _WGAN_QUICK, 1),
     ("cyclegan 32x32 b1 w4 (1 block)", "cyclegan", dict(resolution=32, batch=1, ngf=4, ndf=4, n_blocks=1, pool=3), 1),
@@ -149,7 +156,15 @@ def input_gradient_differentiated(x, *args, **kwargs) -> bool:
 def _compile_stylegan2(steps: TaskSteps) -> None:
     task, backend = steps.task, steps.backend
     compile_forward(task.G.mapping, backend)  # differentiated once even in the path-length phase (d/dws stops at ws)
-    compile_forward(task.D, backend, input_gradient_differentiated)
+    # D: its calls in an iteration are Gmain, Dmain's fakes and reals, then R1 when due (the 4th). R1's input is a
+    # leaf without augmentation, augment(leaf) with it: eager either way.
+    d_plan = {"calls": 0, "r1": None}
+
+    def r1_call(x, *args, **kwargs):
+        d_plan["calls"] += 1
+        return input_gradient_differentiated(x) or d_plan["calls"] - 1 == d_plan["r1"]
+
+    compile_forward(task.D, backend, r1_call)
     # G.synthesis: its grad-enabled calls in an iteration are Gmain, then Greg (path length) when due; Greg's is
     # differentiated twice, so it stays eager. (No-grad calls, Dmain's fakes, are compiled.)
     plan = {"calls": 0, "eager": None}
@@ -157,6 +172,8 @@ def _compile_stylegan2(steps: TaskSteps) -> None:
     def before(step):
         plan["calls"] = 0
         plan["eager"] = 1 if task.config["pl_weight"] > 0 and task.g_reg.due(step) else None
+        d_plan["calls"] = 0
+        d_plan["r1"] = 3 if task.gamma > 0 and task.d_reg.due(step) else None
 
     def path_length_call(*args, **kwargs):
         if not torch.is_grad_enabled():

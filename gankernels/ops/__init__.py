@@ -3,6 +3,7 @@
 from .bias_act import bias_act, fused_leaky_relu
 from .conv2d import conv2d, conv2d_resample, conv_transpose2d, no_weight_gradients
 from .fused_conv2d import fused_conv2d
+from .grid_sample import grid_sample
 from .instance_norm import instance_norm_act
 from .minibatch_std import minibatch_std
 from .modulated_conv2d import modulated_conv2d
@@ -31,6 +32,7 @@ __all__ = [
     "modulated_conv2d",
     "instance_norm_act",
     "minibatch_std",
+    "grid_sample",
     "fused_conv2d",
     "wgan_gp_penalty",
     "wgan_gp_interpolate",

@@ -1,11 +1,16 @@
-"""StyleGAN2 training as NVlabs' stylegan2-ada-pytorch / stylegan3 (config "stylegan2", no augmentation).
+"""StyleGAN2 training as NVlabs' stylegan2-ada-pytorch / stylegan3 (config "stylegan2"), with their adaptive
+discriminator augmentation (ADA) by default.
 
 Per iteration, four phases with their own optimizer steps (lazy regularisation, StyleGAN2 appendix B):
   Gmain  non-saturating logistic loss softplus(-D(G(z))), with style mixing;
   Greg   every pl_interval (4) iterations: path length, pl_weight (2) * interval, on batch // pl_batch_shrink;
   Dmain  softplus(D(G(z))) + softplus(-D(x));
   Dreg   every r1_interval (16) iterations: R1, gamma / 2 * interval;
-then the EMA of G (G_ema). Adam (betas (0, 0.99), eps 1e-8, lr 0.0025) adjusted by mb_ratio for the lazy steps.
+then the EMA of G (G_ema). With augmentation (--aug ada | fixed) every image D sees goes through the same
+AugmentPipe first: Gmain's and Dmain's fakes, Dmain's reals and R1's reals (R1 differentiates D(augment(x)) with
+respect to x); G's outputs elsewhere (sample grids, exports) never are. With --aug ada an AdaController adjusts the
+pipe's p every ada_interval iterations from sign(D(real)) over Dmain's and R1's reals, as NVlabs.
+Adam (betas (0, 0.99), eps 1e-8, lr 0.0025) adjusted by mb_ratio for the lazy steps.
 The defaults follow NVlabs' "auto" configuration: gamma = 0.0002 * resolution^2 / batch, ema_kimg = batch * 10 / 32,
 a 2-layer mapping, channel_base 16384 (32768 from 512x512 up), minibatch-std groups of min(4, batch per process).
 --cond: class-conditional (c_dim = the number of classes, see training/labels.py): the reals' labels reach D, the
@@ -17,6 +22,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..augment import AdaController, AugmentPipe
+from ..augment.presets import PRESETS
 from ..models.stylegan2 import Discriminator, Generator
 from ..ops import LazyRegularization, path_length_penalty, r1_penalty
 from . import distributed
@@ -26,6 +33,7 @@ from .labels import COND_HELP, conditional_setup
 from .loop import Task, batch_per_rank
 
 GRID_SEEDS = 32
+AUG_MODES = ("ada", "fixed", "noaug")
 
 
 class StyleGAN2Task(Task):
@@ -53,6 +61,12 @@ class StyleGAN2Task(Task):
         "channels_last": False,
         "channels": 3,
         "cond": False,
+        "aug": "ada",  # ada (p adapted), fixed (p given by --p) or noaug
+        "augpipe": "bgc",  # an AugmentPipe preset
+        "target": 0.6,  # ADA's target for r_t = E[sign(D(real))]
+        "p": None,  # the fixed p of --aug fixed (required there, refused elsewhere)
+        "ada_kimg": 500,  # thousands of images for p to move by 1
+        "ada_interval": 4,  # iterations between p adjustments
     }
 
     @classmethod
@@ -86,6 +100,11 @@ class StyleGAN2Task(Task):
             help="every block in channels_last memory format",
         )
         p.add_argument("--cond", action="store_true", default=None, help=COND_HELP)
+        p.add_argument("--aug", choices=AUG_MODES, help="augmentation: ada (default: p adapted), fixed (--p), noaug")
+        p.add_argument("--augpipe", choices=list(PRESETS), help="augmentation pipeline preset (default bgc)")
+        p.add_argument("--target", type=float, help="ADA target for r_t = E[sign(D(real))] (default 0.6)")
+        p.add_argument("--p", type=float, help="augmentation probability for --aug fixed, in [0, 1]")
+        p.add_argument("--ada-kimg", dest="ada_kimg", type=float, help="kimg for ADA's p to move by 1 (default 500)")
 
     @classmethod
     def check_config(cls, config):
@@ -106,6 +125,7 @@ class StyleGAN2Task(Task):
             raise ValueError("pl_weight and gamma must be >= 0")
         if batch < 1:
             raise ValueError(f"batch must be >= 1, got {batch}")
+        check_augment_config(config)
 
     def __init__(self, config, device, dist, training=True):
         super().__init__(config, device, dist, training)
@@ -142,6 +162,7 @@ class StyleGAN2Task(Task):
         dataset = labeled if labeled is not None else open_dataset(c.get("data"), res, channels=c["channels"])
         self.stream = BatchStream(dataset, self.batch_gpu, seed=c["seed"], rank=dist.rank,
                                   world_size=dist.world_size, device=device)  # fmt: skip
+        self._setup_augment(c)
 
     # -- labels -------------------------------------------------------------------------------------------------
     def _one_hot(self, labels):
@@ -159,6 +180,18 @@ class StyleGAN2Task(Task):
         if not self.class_names:
             return batch, torch.zeros([batch.shape[0], 0], device=self.device)
         return batch[0], self._one_hot(batch[1])
+
+    def _setup_augment(self, c):
+        aug = c.get("aug", "noaug")  # a checkpoint from before ADA trained without augmentation
+        self.augment_pipe = None
+        if aug != "noaug":
+            self.augment_pipe = AugmentPipe.from_preset(c["augpipe"], p=c["p"] if aug == "fixed" else 0.0)
+            self.augment_pipe.requires_grad_(False).to(self.device)
+        p = self.augment_pipe.p if self.augment_pipe is not None else torch.zeros([], device=self.device)
+        # In every mode the controller measures r_t (the overfitting heuristic); it moves p only with --aug ada.
+        self.ada = AdaController(p, self.config["batch"], target=c.get("target", 0.6),
+                                 interval=c.get("ada_interval", 4), kimg=c.get("ada_kimg", 500), adapt=aug == "ada",
+                                 dist=self.dist)  # fmt: skip
 
     # -- the four phases ----------------------------------------------------------------------------------------
     def _mapping(self, z, c):
@@ -180,6 +213,8 @@ class StyleGAN2Task(Task):
         return self.G.synthesis(ws), ws, c
 
     def _run_D(self, img, c):
+        if self.augment_pipe is not None:  # every image D sees, real or fake, never G's outputs a user sees
+            img = self.augment_pipe(img)
         return self.D(img, c).squeeze(1)
 
     def step(self, step):
@@ -208,26 +243,34 @@ class StyleGAN2Task(Task):
             fake = self.G.synthesis(self.G.mapping(z, fake_c, update_emas=True), update_emas=True)
         real, real_c = self._real_batch()
         loss_fake = F.softplus(self._run_D(fake, fake_c))
-        loss_real = F.softplus(-self._run_D(real, real_c))
+        logits_real = self._run_D(real, real_c)
+        self.ada.accumulate(logits_real)
+        loss_real = F.softplus(-logits_real)
         loss_D = (loss_fake + loss_real).mean()
         self.optimizer_step(self.opt_D, self.D, loss_D)
         stats["D"] = distributed.all_mean(loss_D.detach(), self.dist)
         # Dreg: R1 on the reals
         if self.gamma > 0 and self.d_reg.due(step):
             real = real.detach().requires_grad_(True)
-            r1 = r1_penalty(self._run_D(real, real_c), real)
+            logits_real = self._run_D(real, real_c)
+            self.ada.accumulate(logits_real)
+            r1 = r1_penalty(logits_real, real)
             self.optimizer_step(self.opt_D, self.D, r1.mean() * self.d_reg.gain(self.gamma / 2))
             stats["r1"] = distributed.all_mean(r1.mean().detach(), self.dist)
         self.G.requires_grad_(True)
         self.nimg += self.config["batch"]
         self.G_ema.update(self.G, self.nimg, self.config["batch"])
+        self.ada.step(step)
+        stats["p"] = self.ada.p.detach().clone()  # a tensor: read when printed (no host sync per step)
+        if self.ada.r_t is not None:
+            stats["r_t"] = self.ada.r_t
         return stats
 
     # -- state -----------------------------------------------------------------------------------------------
     def state_dict(self):
         return {"G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.module.state_dict(),
                 "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(), "pl_mean": self.pl_mean,
-                "nimg": self.nimg, "stream": self.stream.state_dict()}  # fmt: skip
+                "nimg": self.nimg, "stream": self.stream.state_dict(), "ada": self.ada.state_dict()}  # fmt: skip
 
     def load_state_dict(self, state):
         self.G.load_state_dict(state["G"])
@@ -240,6 +283,8 @@ class StyleGAN2Task(Task):
         self.pl_mean = state["pl_mean"].to(self.device)
         self.nimg = int(state["nimg"])
         self.stream.load_state_dict(state["stream"])
+        if "ada" in state:  # p and the controller's accumulators (the augmentations' draws are re-seeded per step)
+            self.ada.load_state_dict(state["ada"])
 
     def networks(self):
         return {"G": self.G, "D": self.D, "G_ema": self.G_ema.module}
@@ -274,6 +319,33 @@ class StyleGAN2Task(Task):
         return latent_batches(self.G_ema.module, count, batch, seed, truncation_psi=truncation_psi)
 
 
+def check_augment_config(config: dict) -> None:
+    """ValueError naming the option for a bad --aug / --augpipe / --p / --target / --ada-kimg combination."""
+    aug = config.get("aug", "noaug")
+    if aug not in AUG_MODES:
+        raise ValueError(f"--aug must be one of {', '.join(AUG_MODES)}, got {aug!r}")
+    if config.get("augpipe", "bgc") not in PRESETS:
+        raise ValueError(f"--augpipe: unknown preset {config['augpipe']!r}; choose one of {', '.join(PRESETS)}")
+    if aug != "noaug" and "imgfilter" in PRESETS[config.get("augpipe", "bgc")] and config["resolution"] < 32:
+        raise ValueError(f"--augpipe {config['augpipe']} filters the images (imgfilter: 43 taps, reflect-padded), "
+                         f"which needs --resolution >= 32, got {config['resolution']}")  # fmt: skip
+    p = config.get("p")
+    if aug == "fixed" and p is None:
+        raise ValueError("--aug fixed needs --p (the augmentation probability, in [0, 1])")
+    if p is not None:
+        if aug != "fixed":
+            raise ValueError(f"--p is for --aug fixed only (--aug {aug} {'adapts p' if aug == 'ada' else 'has none'})")
+        if not 0 <= p <= 1:
+            raise ValueError(f"--p must be in [0, 1], got {p}")
+    target = config.get("target", 0.6)
+    if not 0 <= target <= 1:
+        raise ValueError(f"--target must be in [0, 1] (r_t = E[sign(D(real))] is at most 1), got {target}")
+    if not config.get("ada_kimg", 500) > 0:
+        raise ValueError(f"--ada-kimg must be > 0, got {config['ada_kimg']}")
+    if int(config.get("ada_interval", 4)) < 1:
+        raise ValueError(f"ada_interval must be >= 1, got {config['ada_interval']}")
+
+
 def z_for_seed(seed: int, z_dim: int) -> torch.Tensor:
     """NVlabs' latent for a seed: np.random.RandomState(seed).randn(z_dim), as float32."""
     import numpy as np
@@ -281,4 +353,4 @@ def z_for_seed(seed: int, z_dim: int) -> torch.Tensor:
     return torch.from_numpy(np.random.RandomState(seed).randn(z_dim)).float()
 
 
-__all__ = ["StyleGAN2Task", "z_for_seed"]
+__all__ = ["StyleGAN2Task", "check_augment_config", "z_for_seed"]

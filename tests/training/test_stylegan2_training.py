@@ -33,7 +33,7 @@ def test_one_step_finite_on_every_backend(backend):
     with gankernels.use_backend(backend, strict=False):
         loop.seed_step(0, 0, 0)
         stats = task.step(0)  # step 0 runs all four phases: Gmain, Greg (path length), Dmain, Dreg (R1)
-    assert set(stats) == {"G", "pl", "D", "r1"}
+    assert set(stats) == {"G", "pl", "D", "r1", "p"}  # p: ADA's augmentation strength (default --aug ada)
     assert all(torch.isfinite(torch.tensor(v)) for v in stats.values()), stats
     after = all_params(task)
     changed = [k for k in before if not torch.equal(before[k], after[k])]
@@ -106,12 +106,15 @@ def test_cli_train_sample_resume(tmp_path):
 def test_ddp_two_processes_gloo(tmp_path):
     run = str(tmp_path / "ddp")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "gankernels",
-           "train", "stylegan2", "--out", run, "--steps", "2", "--quiet", *TINY_ARGS]  # fmt: skip
+           "train", "stylegan2", "--out", run, "--steps", "4", "--quiet", "--ada-kimg", "0.1", *TINY_ARGS]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "ranks in sync: True" in r.stdout
-    assert loop.read_run(run)["nimg"] == 8
+    state = loop.read_run(run)
+    assert state["nimg"] == 16
+    # step 4: ADA's first adjustment, r_t summed over both ranks' real logits (2 x (4 Dmain + 1 R1) x 2 images)
+    assert state["task"]["ada"]["r_t"] is not None and state["task"]["ada"]["count"] == 0
 
 
 def test_export_safetensors_round_trip(tmp_path):
