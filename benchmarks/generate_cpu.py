@@ -39,8 +39,9 @@ def main():
         size = os.path.getsize(path) / 2**20
         params = sum(p.numel() for p in G.parameters()) / 1e6
         print(f"pickle {size:.0f} MiB (G {params:.1f} M parameters, G_ema, D)")
-        for name, load in (("load_nvlabs_pickle (G, D, G_ema)", lambda: load_nvlabs_pickle(path)),
-                           ("load_generator (G_ema)", lambda: generate.load_generator(path, device="cpu"))):  # fmt: skip
+        loaders = (("load_nvlabs_pickle (G, D, G_ema)", lambda: load_nvlabs_pickle(path)),
+                   ("load_generator (G_ema)", lambda: generate.load_generator(path, device="cpu")))  # fmt: skip
+        for name, load in loaders:
             times = []
             for _ in range(args.repeats):
                 t = time.perf_counter()

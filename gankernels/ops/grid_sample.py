@@ -15,44 +15,21 @@ import torch
 
 from .. import backend as _backend
 from ..reference import grid_sample as ref
-from ._common import (
-    call,
-    check_float_tensor,
-    check_same,
-    dense,
-    eager_function,
-    kernels,
-    memory_format,
-    through_reference,
-)
+from ._common import check_float_tensor, check_same, dense, kernels, memory_format, through_reference
+from ._define import define_op
 
 OP = "grid_sample"  # the backend op name: gankernels._C.grid_sample_* and gankernels.triton.grid_sample
 PADDING_CODES = {"zeros": 0, "border": 1, "reflection": 2}  # the kernels' padding argument
 
 
 def resolve_backend(device_type: str) -> str:
-    """The backend that runs grid_sample on `device_type` tensors: "cpu", "triton" or "ref".
-
-    Forced (set_backend / use_backend / GANKERNELS_BACKEND): "ref" gives the reference; "triton" and "cpu" must run
-    (RuntimeError naming what is missing, e.g. the extension built before this op); "cuda" (this op has no CUDA C++
-    kernels) gives the reference, as for the other Triton-only ops (backend.resolve_triton_op). Automatic: the C++
+    """The backend that runs grid_sample on `device_type` tensors: "cpu", "triton" or "ref" (gankernels.backend.resolve:
+    its kernels are KERNELS["grid_sample"]; a forced "cuda", which it has no kernels for, says so). Automatic: the C++
     kernels on CPU tensors when the extension has them, Triton on CUDA tensors when it runs, else the reference.
     No GPU measurement yet; the Triton forward reads x about once (4 gathers per output, mostly cache hits for the
     near-identity grids of augmentation) and writes y once, where the reference makes ~12 x-sized passes.
     """
-    forced = _backend.get_backend()
-    if forced in ("triton", "cpu"):
-        why = _backend.why_unavailable(forced, OP, device_type)
-        if why is not None:
-            raise RuntimeError(f"backend {forced!r} cannot run {OP} on {device_type} tensors: {why}")
-        return forced
-    if forced is not None:  # "ref", or "cuda" without kernels of this op
-        return "ref"
-    if device_type == "cpu" and _backend.why_unavailable("cpu", OP, "cpu") is None:
-        return "cpu"
-    if device_type == "cuda" and _backend.why_unavailable("triton", OP, "cuda") is None:
-        return "triton"
-    return "ref"
+    return _backend.resolve(OP, device_type)
 
 
 def _empty_out(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
@@ -84,11 +61,7 @@ def _grid_sample_impl(
     return out
 
 
-_grid_sample_op = torch.library.custom_op("gankernels::grid_sample", _grid_sample_impl, mutates_args=())
-
-
-@_grid_sample_op.register_fake
-def _(x, grid, padding_mode, align_corners, backend):
+def _grid_sample_fake(x, grid, padding_mode, align_corners, backend):
     return _empty_out(x, grid)
 
 
@@ -103,14 +76,13 @@ def _grid_sample_backward(ctx, dy):
     want_x, want_grid = ctx.needs_input_grad[:2]
     if not (want_x or want_grid):
         return None, None, None, None, None
-    dx, dgrid = call(
-        _grid_sample_backward_op, _GridSampleBackwardFn, dy, x, grid, *ctx.params, want_x, want_grid, ctx=ctx
-    )
+    dx, dgrid = _grid_sample_backward_op(dy, x, grid, *ctx.params, want_x, want_grid, ctx=ctx)
     return (dx if want_x else None), (dgrid if want_grid else None), None, None, None
 
 
-_grid_sample_op.register_autograd(_grid_sample_backward, setup_context=_grid_sample_setup)
-_GridSampleFn = eager_function("_GridSampleFn", _grid_sample_impl, _grid_sample_setup, _grid_sample_backward)
+# Each sample reads its own image at its own grid: a vmapped dimension folds into the batch.
+_grid_sample_op = define_op("grid_sample", _grid_sample_impl, fake=_grid_sample_fake, setup_context=_grid_sample_setup,
+                            backward=_grid_sample_backward, vmap=([0, 0, None, None, None], [0]))  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -148,13 +120,7 @@ def _grid_sample_backward_impl(
     return dx, dgrid
 
 
-_grid_sample_backward_op = torch.library.custom_op(
-    "gankernels::grid_sample_backward", _grid_sample_backward_impl, mutates_args=()
-)
-
-
-@_grid_sample_backward_op.register_fake
-def _(dy, x, grid, padding_mode, align_corners, backend, want_x, want_grid):
+def _grid_sample_backward_fake(dy, x, grid, padding_mode, align_corners, backend, want_x, want_grid):
     return _empty_grads(x, grid, want_x, want_grid)
 
 
@@ -178,19 +144,18 @@ def _grid_sample_backward_backward(ctx, gdx, gdgrid):
     if want_x and not want_grid and not needs[2]:
         gdy = None
         if needs[0]:
-            gdy = torch.zeros_like(dy) if gdx is None else call(
-                _grid_sample_op, _GridSampleFn, gdx, grid, *ctx.params[:2], ctx.backend, ctx=ctx
-            )  # fmt: skip
+            forward = _grid_sample_op(gdx, grid, *ctx.params[:2], ctx.backend, ctx=ctx) if gdx is not None else None
+            gdy = torch.zeros_like(dy) if forward is None else forward
         return gdy, (torch.zeros_like(x) if needs[1] else None), None, None, None, None, None, None
     grad_outputs = (gdx if want_x else None, gdgrid if want_grid else None)
     grads = through_reference(ref.grid_sample_grad, ctx.saved_tensors, ctx.needs_input_grad, grad_outputs, ctx.params)
     return (*grads, None, None, None, None, None)
 
 
-_grid_sample_backward_op.register_autograd(_grid_sample_backward_backward, setup_context=_grid_sample_backward_setup)
-_GridSampleBackwardFn = eager_function(
-    "_GridSampleBackwardFn", _grid_sample_backward_impl, _grid_sample_backward_setup, _grid_sample_backward_backward
-)
+# An output not wanted is a [0] placeholder, which does not unflatten: under vmap this op runs once per index.
+_grid_sample_backward_op = define_op("grid_sample_backward", _grid_sample_backward_impl,
+                                     fake=_grid_sample_backward_fake, setup_context=_grid_sample_backward_setup,
+                                     backward=_grid_sample_backward_backward)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -246,4 +211,4 @@ def grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=Fa
     name = resolve_backend(x.device.type)
     if name == "ref":
         return ref.grid_sample(x, grid, padding_mode, align_corners).contiguous(memory_format=memory_format(x))
-    return call(_grid_sample_op, _GridSampleFn, x, grid, padding_mode, align_corners, name)
+    return _grid_sample_op(x, grid, padding_mode, align_corners, name)

@@ -48,6 +48,10 @@ def _cases():
     yield "minibatch_std", "minibatch_std", lambda x: ops.minibatch_std(x, 2), (_t(4, 4, 3, 3) + 3,)
     yield "instance_norm_act", "instance_norm", lambda x, w, b: ops.instance_norm_act(x, w, b, act="relu"), (
         x, _t(3), _t(3))  # fmt: skip
+    grid = torch.rand(2, 3, 2, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(5)) * 2.4 - 1.2
+    for padding in ("zeros", "border", "reflection"):
+        yield f"grid_sample_{padding}", "grid_sample", (
+            lambda x, g, padding=padding: ops.grid_sample(x, g, padding_mode=padding)), (x, grid)  # fmt: skip
     yield "gradient_penalty", "penalties", lambda g: ops.gradient_penalty(g), (x,)
     yield "wgan_gp_interpolate", "penalties", lambda r, f, e: ops.wgan_gp_interpolate(r, f, e), (
         x, _t(2, 3, 4, 4, seed=1), torch.rand(2, dtype=torch.float64))  # fmt: skip
@@ -135,8 +139,8 @@ def test_grad_of_grad(name, backend):
 
 def test_every_op_is_covered():
     """A new public op gets a torch.func case here."""
-    covered = {name.split("_fused")[0] for name in CASES} | {"bias_act"}
+    covered = {name.split("_fused")[0] for name in CASES} | {"bias_act", "grid_sample"}
     public = {"bias_act", "upfirdn2d", "upsample2d", "downsample2d", "filter2d", "conv2d", "conv_transpose2d",
               "conv2d_resample", "modulated_conv2d", "minibatch_std", "instance_norm_act", "gradient_penalty",
-              "wgan_gp_interpolate"}  # fmt: skip
+              "wgan_gp_interpolate", "grid_sample"}  # fmt: skip
     assert public <= covered, public - covered
