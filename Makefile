@@ -76,7 +76,7 @@ bench: build
 GPU_ARCH ?= 9.0
 GPU_MAX_JOBS ?= 16
 GPU_TEST_WORKERS ?= 8
-GPU_BENCH_OPS ?= stylegan2_ops,fused_conv2d,instance_norm,bias_act,upfirdn2d
+GPU_BENCH_OPS ?= stylegan2_ops,fused_conv2d,grid_sample,augment,instance_norm,bias_act,upfirdn2d
 GPU_BENCH_SKIP ?= fp16
 GPU_BENCH_REPS ?= 10
 GPU_BENCH_STEPS ?= models,penalties
