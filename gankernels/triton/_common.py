@@ -17,9 +17,14 @@ import torch
 import triton
 import triton.language as tl
 
+from ..reference import bias_act as _ref_bias_act
+
 INT64_FROM = 2**31  # tensors (or offsets) with this many elements or more are indexed in int64
 _F64 = struct.Struct("<d")
 _I64 = struct.Struct("<q")
+# globals read inside @triton.jit must be constexpr; `const` makes them exact in fp64
+SELU_SCALE = tl.constexpr(_ref_bias_act.SELU_SCALE)
+SELU_ALPHA = tl.constexpr(_ref_bias_act.SELU_ALPHA)
 
 
 def next_pow2(v: int) -> int:
@@ -108,3 +113,94 @@ def log1p(x):
     um1 = u - 1.0
     inner = um1 != 0.0
     return tl.where(inner, tl.log(u) * x / tl.where(inner, um1, 1.0), x)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Activations (codes of gankernels.reference.bias_act.ACTIVATIONS): bias_act, modulated_conv2d's and fused_conv2d's
+# epilogues
+
+# what the gradient kernel reads its factor from, by activation code: 0 nothing, 1 saved x, 2 saved y
+REF_BY_INDEX = {spec.index: {"": 0, "x": 1, "y": 2}[spec.ref] for spec in _ref_bias_act.ACTIVATIONS.values()}
+
+
+@triton.jit
+def activation(z, A: tl.constexpr, alpha):
+    # forward activations; z = x + b. expm1 / log1p where exp(z) - 1 or log(1 + e) would cancel.
+    if A == 1:  # linear
+        r = z
+    elif A == 2:  # relu
+        r = tl.where(z > 0, z, 0.0)
+    elif A == 3:  # lrelu
+        r = tl.where(z > 0, z, z * alpha)
+    elif A == 4:  # tanh = -sign(z) t / (t + 2), t = expm1(-2 |z|) in (-1, 0]: no cancellation near 0, no overflow
+        t = expm1(-2.0 * tl.abs(z))
+        r = -t / (t + 2.0)
+        r = tl.where(z < 0, -r, r)
+    elif A == 5:  # sigmoid
+        r = 1.0 / (1.0 + tl.exp(-z))
+    elif A == 6:  # elu
+        r = tl.where(z >= 0, z, expm1(tl.minimum(z, 0.0)))
+    elif A == 7:  # selu
+        r = const(SELU_SCALE, z) * tl.where(z > 0, z, const(SELU_ALPHA, z) * expm1(tl.minimum(z, 0.0)))
+    elif A == 8:  # softplus = max(z, 0) + log1p(exp(-|z|))
+        r = tl.maximum(z, 0.0) + log1p(tl.exp(-tl.abs(z)))
+    else:  # swish = z * sigmoid(z)
+        r = z / (1.0 + tl.exp(-z))
+    return r
+
+
+@triton.jit
+def activation_grad(ref, A: tl.constexpr, ORDER: tl.constexpr, alpha):
+    # ORDER 1: act'(z); ORDER 2: d act'(z) / d(saved). `ref` is z for swish, else yy = y / gain.
+    if A == 1:
+        r = tl.full(ref.shape, 1.0, ref.dtype)
+    elif A == 2:
+        r = tl.where(ref > 0, 1.0, 0.0)
+    elif A == 3:
+        r = tl.where(ref > 0, 1.0, alpha)
+    elif A == 4:
+        r = 1.0 - ref * ref if ORDER == 1 else -2.0 * ref
+    elif A == 5:
+        r = ref * (1.0 - ref) if ORDER == 1 else 1.0 - 2.0 * ref
+    elif A == 6:
+        if ORDER == 1:
+            r = tl.where(ref >= 0, 1.0, ref + 1.0)
+        else:
+            r = tl.where(ref >= 0, 0.0, 1.0)
+    elif A == 7:
+        if ORDER == 1:
+            r = tl.where(ref > 0, const(SELU_SCALE, ref), ref + const(SELU_SCALE * SELU_ALPHA, ref))
+        else:
+            r = tl.where(ref > 0, 0.0, 1.0)
+    elif A == 8:  # softplus' = 1 - exp(-y), as -expm1(-y): accurate where y is small (z << 0)
+        r = -expm1(-ref) if ORDER == 1 else tl.exp(-ref)
+    else:  # swish: s = sigmoid(z), sm = 1 - s = sigmoid(-z) (not 1 - s: it cancels for z >> 0);
+        # act' = s + z s sm; act'' = s sm (2 + z (sm - s))
+        s = 1.0 / (1.0 + tl.exp(-ref))
+        sm = 1.0 / (1.0 + tl.exp(ref))
+        r = s + ref * s * sm if ORDER == 1 else s * sm * (2.0 + ref * (sm - s))
+    return r
+
+
+@triton.jit
+def activation_gain_clamp(z, alpha, gain, clamp, A: tl.constexpr, HAS_CLAMP: tl.constexpr):
+    """clamp(act(z) gain, -clamp, clamp): the forward epilogue of bias_act, modulated_conv2d and fused_conv2d."""
+    v = activation(z, A, alpha) * gain
+    if HAS_CLAMP:
+        v = tl.where(v > clamp, clamp, tl.where(v < -clamp, -clamp, v))  # NaN stays NaN, as torch.clamp
+    return v
+
+
+@triton.jit
+def epilogue_z(y, d_ptr, noise_ptr, b_ptr, d_offs, noise_offs, b_offs, mask,
+                HAS_D: tl.constexpr, HAS_NOISE: tl.constexpr, HAS_B: tl.constexpr, F64: tl.constexpr):  # fmt: skip
+    """z = y d + noise + b (each when present), in the reference's order of operations: the epilogue of
+    modulated_conv2d and fused_conv2d before the activation."""
+    z = y
+    if HAS_D:
+        z = z * load(d_ptr, d_offs, mask, F64)
+    if HAS_NOISE:
+        z = z + load(noise_ptr, noise_offs, mask, F64)
+    if HAS_B:
+        z = z + load(b_ptr, b_offs, mask, F64)
+    return z

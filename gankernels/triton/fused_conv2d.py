@@ -24,9 +24,7 @@ import triton
 import triton.language as tl
 
 from . import gpu_launch
-from ._common import INT64_FROM, is_f64, next_pow2, scalar, scalar_arg
-from .bias_act import _act_gain_clamp
-from .modulated_conv2d import _epilogue_z
+from ._common import INT64_FROM, activation_gain_clamp, epilogue_z, is_f64, next_pow2, scalar, scalar_arg
 
 # Tile sizes are guesses, not yet benchmarked on a GPU (none was available): (BLOCK_M, BLOCK_N, BLOCK_K, num_warps,
 # num_stages) per compute dtype. Tests lower BLOCK_* (they cap these) to reach the multi-tile paths. Compiled for
@@ -106,9 +104,9 @@ def _fused_conv2d_fwd_kernel(
     if HAS_Y:  # the conv output, saved for the backward
         tl.store(y_ptr + out_offs, acc.to(y_ptr.dtype.element_ty), mask=mask)
     # z = y d[n, o] + noise[n, p] + b[o]: modulated_conv2d's epilogue on the fp32 (fp64) accumulator
-    z = _epilogue_z(acc, d_ptr, noise_ptr, b_ptr, n[:, None] * CO + o[None, :], (n * noise_nstride + p)[:, None],
+    z = epilogue_z(acc, d_ptr, noise_ptr, b_ptr, n[:, None] * CO + o[None, :], (n * noise_nstride + p)[:, None],
                     o[None, :], mask, HAS_D, HAS_NOISE, HAS_B, F64)  # fmt: skip
-    v = _act_gain_clamp(z, scalar(alpha, F64), scalar(gain, F64), scalar(clamp, F64), A, HAS_CLAMP)
+    v = activation_gain_clamp(z, scalar(alpha, F64), scalar(gain, F64), scalar(clamp, F64), A, HAS_CLAMP)
     tl.store(out_ptr + out_offs, v.to(out_ptr.dtype.element_ty), mask=mask)
 
 

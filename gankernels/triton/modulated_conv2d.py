@@ -2,7 +2,8 @@
 
 Shapes: weight [O, I, K] (K = kh * kw, contiguous), styles [N, I], dcoefs [N, O], conv output y [N, O, H, W] (NCHW or
 channels_last), noise [Nn, H * W] with Nn in {1, N}, bias [O]. fp16/bf16/fp32 are computed in fp32, fp64 in fp64.
-Activation codes and math are gankernels.triton.bias_act's (`_act`, `_act_grad`), so every activation runs fused.
+Activation codes and math are bias_act's (gankernels.triton._common: `activation`, `activation_grad`), so every
+activation runs fused.
 
 - dcoefs:  d[n, o] = rsqrt(sum_i s[n, i]^2 wsq[o, i] + 1e-8), wsq[o, i] = sum_k weight[o, i, k]^2, as a tiled
            [N, I] x [I, O] reduction that never builds the [N, O, I, K] modulated weight. Its backward: two small
@@ -21,9 +22,14 @@ import triton
 import triton.language as tl
 
 from ._common import (
+    REF_BY_INDEX,
+    activation,
+    activation_gain_clamp,
+    activation_grad,
     arange_from,
     block_offsets,
     compute_dtype,
+    epilogue_z,
     is_f64,
     launch_meta,
     load,
@@ -31,7 +37,6 @@ from ._common import (
     scalar,
     scalar_arg,
 )
-from .bias_act import _REF_BY_INDEX, _act, _act_gain_clamp, _act_grad
 
 # Block sizes are guesses, not yet benchmarked on a GPU; tests lower them to reach the multi-block paths.
 BLOCK = 1024  # elements per program of the elementwise kernels
@@ -280,20 +285,6 @@ def weights_backward(g, weight, styles, d, dweight):
 
 
 @triton.jit
-def _epilogue_z(y, d_ptr, noise_ptr, b_ptr, d_offs, noise_offs, b_offs, mask,
-                HAS_D: tl.constexpr, HAS_NOISE: tl.constexpr, HAS_B: tl.constexpr, F64: tl.constexpr):  # fmt: skip
-    # z = y d + noise + b, in the reference's order of operations
-    z = y
-    if HAS_D:
-        z = z * load(d_ptr, d_offs, mask, F64)
-    if HAS_NOISE:
-        z = z + load(noise_ptr, noise_offs, mask, F64)
-    if HAS_B:
-        z = z + load(b_ptr, b_offs, mask, F64)
-    return z
-
-
-@triton.jit
 def _epilogue_fwd_kernel(
     y_ptr, d_ptr, noise_ptr, b_ptr, out_ptr, total, CO, HW, noise_nstride, alpha, gain, clamp,
     A: tl.constexpr, HAS_D: tl.constexpr, HAS_NOISE: tl.constexpr, HAS_B: tl.constexpr, HAS_CLAMP: tl.constexpr,
@@ -310,9 +301,9 @@ def _epilogue_fwd_kernel(
         o = (idx // HW) % CO
     n = idx // (CO * HW)
     y = load(y_ptr, idx, mask, F64)
-    z = _epilogue_z(y, d_ptr, noise_ptr, b_ptr, n * CO + o, n * noise_nstride + hw, o, mask, HAS_D, HAS_NOISE, HAS_B,
+    z = epilogue_z(y, d_ptr, noise_ptr, b_ptr, n * CO + o, n * noise_nstride + hw, o, mask, HAS_D, HAS_NOISE, HAS_B,
                     F64)  # fmt: skip
-    v = _act_gain_clamp(z, scalar(alpha, F64), scalar(gain, F64), scalar(clamp, F64), A, HAS_CLAMP)
+    v = activation_gain_clamp(z, scalar(alpha, F64), scalar(gain, F64), scalar(clamp, F64), A, HAS_CLAMP)
     tl.store(out_ptr + idx, v.to(out_ptr.dtype.element_ty), mask=mask)
 
 
@@ -348,13 +339,13 @@ def _epilogue_bwd_kernel(
         offs = o[:, None] * o_stride + hw[None, :] * hw_stride
         y = load(y_ptr, offs, mask, F64)
         g = load(g_ptr, offs, mask, F64)
-        z = _epilogue_z(y, d_ptr, noise_ptr, b_ptr, (n * CO + o)[:, None], (n * noise_nstride + hw)[None, :],
+        z = epilogue_z(y, d_ptr, noise_ptr, b_ptr, (n * CO + o)[:, None], (n * noise_nstride + hw)[None, :],
                         o[:, None], mask, HAS_D, HAS_NOISE, HAS_B, F64)  # fmt: skip
-        a = _act(z, A, alpha)  # unused (and compiled away) unless REF == 2 or HAS_CLAMP
+        a = activation(z, A, alpha)  # unused (and compiled away) unless REF == 2 or HAS_CLAMP
         if REF == 2:  # the factor as a function of act(z) (bias_act's saved-y form), else of z
-            k = _act_grad(a, A, 1, alpha)
+            k = activation_grad(a, A, 1, alpha)
         else:
-            k = _act_grad(z, A, 1, alpha)
+            k = activation_grad(z, A, 1, alpha)
         gz = g * (k * gain)
         if HAS_CLAMP:
             gz = tl.where(tl.abs(a * gain) < clamp, gz, 0.0)  # clamped outputs pass no gradient
@@ -409,7 +400,7 @@ def epilogue_backward(g, y, d, noise, b, dy, act, alpha, gain, clamp):
         g, y, y if d is None else d, y if noise is None else noise, y if b is None else b, dy,
         y if pdd is None else pdd, y if pdb is None else pdb, y if dnoise is None else dnoise,
         n, o, hw, 1 if cl else hw, o if cl else 1, 0 if noise is None or noise.shape[0] == 1 else hw, *scalars,
-        A=act, REF=_REF_BY_INDEX[act], HAS_D=d is not None, HAS_NOISE=noise is not None, HAS_B=b is not None,
+        A=act, REF=REF_BY_INDEX[act], HAS_D=d is not None, HAS_NOISE=noise is not None, HAS_B=b is not None,
         HAS_CLAMP=clamp >= 0, BLOCK_O=block_o, BLOCK_HW=block_hw, **_meta(y, y.numel(), BWD_WARPS),
     )  # fmt: skip
     return (
