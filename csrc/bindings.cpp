@@ -1,6 +1,8 @@
 // gankernels._C: the one compiled module. Each op's torch glue is in csrc/ops/<op>.cpp.
 #include <torch/extension.h>
 
+#include "gankernels/common.h"
+
 #include <utility>
 
 #include "ops/glue.h"
@@ -48,4 +50,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("bias_act_backward", guarded(&gankernels::bias_act_backward), "bias_act gradient (order 1 or 2) into out");
   m.def("upfirdn2d_forward", guarded(&gankernels::upfirdn2d_forward),
         "upfirdn2d (upsample, pad, filter, downsample) into out");
+  m.def("grid_for", &gankernels::grid_for, "blocks of a grid-stride loop over `work` items (the CUDA launches' rule)");
+  m.def("grid_stride_fits_int32", &gankernels::grid_stride_fits_int32,
+        "whether that loop's indices fit an int32 (the CUDA kernels' choice of index type)");
 }
