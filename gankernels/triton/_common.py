@@ -48,10 +48,10 @@ def scalar_arg(v: float, f64: bool) -> float | int:
     return _I64.unpack(_F64.pack(float(v)))[0] if f64 else float(v)
 
 
-def launch_meta(t: torch.Tensor, reach: int, num_warps: int) -> dict:
-    """F64 (compute in float64), INT64 (index in int64: `reach`, the largest offset a program may form, is 2^31 or
-    more) and num_warps, the compile-time arguments every kernel takes."""
-    return dict(F64=is_f64(t), INT64=reach >= INT64_FROM, num_warps=num_warps)
+def launch_meta(t: torch.Tensor, reach: int, num_warps: int, int64_from: int = INT64_FROM) -> dict:
+    """F64 (compute in float64), INT64 (index in int64: `reach`, the largest offset a program may form, is int64_from
+    or more; modules pass their own INT64_FROM, which tests lower) and num_warps: what every kernel takes."""
+    return dict(F64=is_f64(t), INT64=reach >= int64_from, num_warps=num_warps)
 
 
 @triton.jit

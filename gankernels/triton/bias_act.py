@@ -12,6 +12,7 @@ import triton
 import triton.language as tl
 
 from ._common import (
+    INT64_FROM,
     REF_BY_INDEX,
     activation_gain_clamp,
     activation_grad,
@@ -77,7 +78,7 @@ def _launch(t: torch.Tensor, alpha: float, gain: float, clamp: float):
     f64 = is_f64(t)
     n = t.numel()
     scalars = (scalar_arg(alpha, f64), scalar_arg(gain, f64), scalar_arg(clamp, f64))
-    return dict(BLOCK=BLOCK, **launch_meta(t, n + BLOCK, NUM_WARPS)), scalars, n, (triton.cdiv(n, BLOCK),)
+    return dict(BLOCK=BLOCK, **launch_meta(t, n + BLOCK, NUM_WARPS, INT64_FROM)), scalars, n, (triton.cdiv(n, BLOCK),)
 
 
 def bias_act_forward(x, b, y, step, size, act, alpha, gain, clamp):

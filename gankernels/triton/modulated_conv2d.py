@@ -22,6 +22,7 @@ import triton
 import triton.language as tl
 
 from ._common import (
+    INT64_FROM,
     REF_BY_INDEX,
     activation,
     activation_gain_clamp,
@@ -56,7 +57,7 @@ EPS = 1e-8  # NVlabs' demodulation epsilon
 
 
 def _meta(t: torch.Tensor, n: int, num_warps: int = NUM_WARPS) -> dict:
-    return launch_meta(t, n + TILE, num_warps)
+    return launch_meta(t, n + TILE, num_warps, INT64_FROM)
 
 
 # ----------------------------------------------------------------------------------------------------------------

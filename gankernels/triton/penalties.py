@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import block_offsets, is_f64, launch_meta, load, next_pow2, scalar, scalar_arg
+from ._common import INT64_FROM, block_offsets, is_f64, launch_meta, load, next_pow2, scalar, scalar_arg
 
 BLOCK = 1024  # elements per program of the elementwise kernels
 MAX_BLOCK = 1024  # elements per tile of the reduction; tests lower it to reach the multi-tile, multi-chunk paths
@@ -111,7 +111,7 @@ def _gradient_penalty_bwd_kernel(
 
 
 def _meta(t: torch.Tensor, block: int) -> dict:
-    return launch_meta(t, t.numel() + block * TILES, NUM_WARPS)
+    return launch_meta(t, t.numel() + block * TILES, NUM_WARPS, INT64_FROM)
 
 
 def interpolate_forward(real, fake, eps, out):
