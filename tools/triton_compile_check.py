@@ -31,6 +31,9 @@ import tempfile
 import time
 from collections import defaultdict
 
+# the checkout this file is in, not whatever gankernels is installed (an editable install may point at another tree)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 if os.environ.get("TRITON_INTERPRET", "0") == "1":
     sys.exit("triton_compile_check: unset TRITON_INTERPRET (the interpreter compiles nothing)")
 
