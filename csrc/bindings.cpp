@@ -1,6 +1,8 @@
 // gankernels._C: the one compiled module. Each op's torch glue is in csrc/ops/<op>.cpp.
 #include <torch/extension.h>
 
+#include "gankernels/common.h"
+
 #include <utility>
 
 #include "ops/glue.h"
@@ -51,4 +53,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("grid_sample_forward", guarded(&gankernels::grid_sample_forward), "bilinear grid_sample into out (CPU)");
   m.def("grid_sample_backward", guarded(&gankernels::grid_sample_backward),
         "grid_sample gradients into dx and / or dgrid (CPU)");
+  m.def("grid_for", &gankernels::grid_for, "blocks of a grid-stride loop over `work` items (the CUDA launches' rule)");
+  m.def("grid_stride_fits_int32", &gankernels::grid_stride_fits_int32,
+        "whether that loop's indices fit an int32 (the CUDA kernels' choice of index type)");
 }

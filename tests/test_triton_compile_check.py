@@ -76,6 +76,42 @@ def test_refuses_kernels_that_would_fail_on_a_gpu(tmp_path):
     assert lines[2] == "fine True - []"  # no tensor-core instruction in an elementwise kernel
 
 
+F64_KERNELS = """
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def scale(x_ptr, s, F64: tl.constexpr, BLOCK: tl.constexpr):
+    o = tl.arange(0, BLOCK)
+    tl.store(x_ptr + o, tl.load(x_ptr + o) * s)
+"""
+
+
+def test_refuses_fp32_in_float64_kernels(tmp_path):
+    """A Python float argument is fp32 in a compiled kernel: in a float64 one (F64=True) that is a problem."""
+    (tmp_path / "f64_kernels.py").write_text(F64_KERNELS)
+    code = textwrap.dedent("""
+        import torch
+        import f64_kernels as k
+        import triton_compile_check as tcc
+        record = []
+        with tcc.compile_only(80, record, ["case"]):
+            x = torch.empty(64, dtype=torch.float64)
+            k.scale[(1,)](x, 0.1, F64=True, BLOCK=64)  # rounded to fp32: refused
+            k.scale[(1,)](x, 4591870180066957722, F64=True, BLOCK=64)  # int64 bits of 0.1, bitcast: no fp32 at all
+            k.scale[(1,)](torch.empty(64), 0.1, F64=False, BLOCK=64)  # an fp32 kernel: fp32 is its compute type
+        for c in record:
+            print(c.name, c.problems())
+    """)
+    result = _child(code, tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 3, result.stdout
+    assert "fp32 in a float64 kernel" in lines[0], lines[0]
+    assert lines[1] == "scale []" and lines[2] == "scale []", result.stdout
+
+
 def test_gankernels_kernels_compile_quick(tmp_path):
     result = _child(None, tmp_path, "--arch", "90", "--op", "bias_act,penalties", "--quick",
                     "--json", str(tmp_path / "k.json"))  # fmt: skip

@@ -11,7 +11,9 @@ target architectures (default sm_80 and sm_90), and nothing runs: outputs are le
 ptxas assembles each kernel; cuobjdump reports its registers, spills and shared memory.
 
 It fails (exit 1) when a kernel does not compile, needs more shared memory than the architecture has, or more
-registers per block than a multiprocessor has (a launch would be refused). Spills are reported, not refused.
+registers per block than a multiprocessor has (a launch would be refused), or when a float64 kernel (constexpr
+F64=True) holds an fp32 value in its IR: a Python float argument or constant rounded to fp32, an fp32 accumulator or
+cast. The interpreter cannot show those (it keeps Python floats in float64). Spills are reported, not refused.
 The workloads use GPU-like sizes (multiples of 16, so pointer and stride alignment specializations match) with
 small batches: nothing runs, but the CPU tensors are allocated.
 """
@@ -28,6 +30,9 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+
+# the checkout this file is in, not whatever gankernels is installed (an editable install may point at another tree)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 if os.environ.get("TRITON_INTERPRET", "0") == "1":
     sys.exit("triton_compile_check: unset TRITON_INTERPRET (the interpreter compiles nothing)")
@@ -83,10 +88,13 @@ class Compiled:
         self.name, self.arch, self.case, self.error = name, arch, case, error
         self.regs = self.spill = self.shared = self.warps = self.stages = None
         self.consts = self.mma = ""
+        self.f32 = []  # lines of a float64 kernel's IR with fp32 values
         if kernel is not None:
             md = kernel.metadata
             self.warps, self.stages, self.shared = md.num_warps, md.num_stages, md.shared
             self.consts = _constexprs(kernel)
+            if "F64=True" in self.consts.split():
+                self.f32 = [line.strip() for line in kernel.asm["ttir"].splitlines() if re.search(r"\bf32\b", line)]
             self.regs, self.spill = _resource_usage(kernel.asm["cubin"])
             self.mma = _mma(kernel.asm["ptx"])
 
@@ -101,6 +109,8 @@ class Compiled:
             out.append(f"needs {self.shared} B of shared memory, sm_{self.arch} has {smem}")
         if self.regs is not None and self.regs * 32 * self.warps > regfile:
             out.append(f"{self.regs} registers x {32 * self.warps} threads > {regfile} per multiprocessor")
+        if self.f32:
+            out.append(f"fp32 in a float64 kernel ({len(self.f32)} IR lines), first: {self.f32[0][:300]}")
         return out
 
     def row(self) -> dict:
@@ -386,7 +396,7 @@ WORKLOADS = {
     "grid_sample": grid_sample_cases,
 }
 WORKLOAD = "(workload)"  # the name of a failure outside Triton's compiler
-DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 
 def check(arches, ops=None, quick=False, log=print) -> list[Compiled]:

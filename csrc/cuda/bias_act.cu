@@ -2,7 +2,8 @@
 //
 // Elementwise kernel: thread t of a grid-stride loop handles VEC consecutive elements (one pack). The channel of
 // element i is (i / step) % size; when step is a multiple of VEC the whole pack shares one channel (NCHW), otherwise
-// each lane computes its own (channels_last). Index arithmetic is 32-bit below 2^31 elements.
+// each lane computes its own (channels_last). Index arithmetic is 32-bit where no index of the grid-stride loop
+// can reach 2^31 (grid_stride_fits_int32), else 64-bit.
 //
 // Row kernel (gradient with the bias gradient fused): when rows of `step` elements share a channel and are long
 // (NCHW, dim=1), block (row, chunk) computes its slice of dx and also the sum of that slice, written to
@@ -155,8 +156,10 @@ cudaError_t launch(const BiasActArgs& p, cudaStream_t stream) {
     bias_act_backward_rows_kernel<T, A, CLAMP, VEC><<<blocks, kThreads, 0, stream>>>(p);
     return cudaGetLastError();
   }
+  // int32 only when no index the loop forms can wrap (v runs past the pack count by up to one grid stride, 2^28;
+  // the old bound, n < 2^31 - kThreads * VEC, let v wrap for 1.88e9-2.1e9 elements at VEC 1)
   const unsigned int grid = grid_for(p.n / VEC, kThreads);
-  if (p.n < (int64_t(1) << 31) - kThreads * VEC) {
+  if (p.n <= int64_t(INT32_MAX) && grid_stride_fits_int32(p.n / VEC, kThreads)) {
     bias_act_kernel<T, A, ORDER, CLAMP, VEC, int32_t><<<grid, kThreads, 0, stream>>>(p);
   } else {
     bias_act_kernel<T, A, ORDER, CLAMP, VEC, int64_t><<<grid, kThreads, 0, stream>>>(p);

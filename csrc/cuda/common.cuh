@@ -56,11 +56,7 @@ auto dispatch_dtype(DType dtype, F&& f) {
 
 inline bool aligned_to(const void* p, int bytes) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
-// Blocks of `threads` threads for `work` items in a grid-stride loop: enough to fill any GPU, not more.
-inline unsigned int grid_for(int64_t work, int threads) {
-  int64_t blocks = (work + threads - 1) / threads;
-  return static_cast<unsigned int>(blocks < 1 ? 1 : blocks > (1 << 20) ? (1 << 20) : blocks);
-}
+// grid_for and grid_stride_fits_int32 (launch shapes of grid-stride loops): gankernels/common.h.
 
 }  // namespace cuda
 }  // namespace gankernels

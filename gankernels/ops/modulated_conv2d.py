@@ -18,6 +18,7 @@ import numbers
 
 import torch
 
+from ..reference.modulated_conv2d import demodulation_coefficients as ref_demodulation_coefficients
 from ..reference.modulated_conv2d import fp16_prenormalize
 from ._common import check_float_tensor, check_int
 from .bias_act import bias_act
@@ -114,14 +115,13 @@ def _fused(x, weight, styles, noise, conv, demodulate, fused_modconv, bias, act,
 def _composed(x, weight, styles, noise, conv, demodulate, fused_modconv, bias, act, gain, clamp):
     """Other gankernels ops and plain torch: the "ref", "cpu" and "cuda" backends."""
     batch_size = x.shape[0]
-    # Per-sample weights [N, O, I, kh, kw] and demodulation coefficients d [N, O].
-    w = dcoefs = None
-    if demodulate or fused_modconv:
+    # Demodulation coefficients d [N, O] as styles^2 @ wsq^T (no [N, O, I, kh, kw] tensor), per-sample weights
+    # [N, O, I, kh, kw] only for the grouped conv.
+    dcoefs = ref_demodulation_coefficients(weight, styles) if demodulate else None
+    if fused_modconv:
         w = weight.unsqueeze(0) * styles.reshape(batch_size, 1, -1, 1, 1)
-    if demodulate:
-        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()
-    if demodulate and fused_modconv:
-        w = w * dcoefs.reshape(batch_size, -1, 1, 1, 1)
+        if demodulate:
+            w = w * dcoefs.reshape(batch_size, -1, 1, 1, 1)
 
     if fused_modconv:
         y = _conv(x, w, None, conv)

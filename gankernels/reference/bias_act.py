@@ -54,8 +54,8 @@ def _activation(x: torch.Tensor, act: str, alpha: float) -> torch.Tensor:
         return F.elu(x)
     if act == "selu":
         return F.selu(x)
-    if act == "softplus":
-        return F.softplus(x)
+    if act == "softplus":  # torch returns x above `threshold`: off by log1p(exp(-x)), 1e-10 relative at 20 in fp64
+        return F.softplus(x, threshold=40.0 if x.dtype == torch.float64 else 20.0)
     if act == "swish":
         return torch.sigmoid(x) * x
     raise ValueError(f"act: unknown activation {act!r}")
@@ -87,11 +87,12 @@ def _derivative(act: str, order: int, ref: torch.Tensor, alpha: float, gain: flo
     unclamped elements. None means identically zero.
     """
     spec = ACTIVATIONS[act]
-    if spec.ref == "x":  # swish: s = sigmoid(z), act' = s + z s (1 - s), act'' = s (1 - s) (2 + z (1 - 2 s))
-        s = torch.sigmoid(ref)
+    if spec.ref == "x":  # swish: s = sigmoid(z), sm = 1 - s = sigmoid(-z) (1 - s cancels for z >> 0),
+        # act' = s + z s sm, act'' = s sm (2 + z (sm - s))
+        s, sm = torch.sigmoid(ref), torch.sigmoid(-ref)
         if order == 1:
-            return s + ref * s * (1 - s)
-        return s * (1 - s) * (2 + ref * (1 - 2 * s)) * gain
+            return s + ref * s * sm
+        return s * sm * (2 + ref * (sm - s)) * gain
     if spec.ref == "":
         return torch.ones_like(ref) if order == 1 else None
     yy = ref / gain if gain != 0 else torch.zeros_like(ref)
@@ -109,8 +110,8 @@ def _derivative(act: str, order: int, ref: torch.Tensor, alpha: float, gain: flo
             return torch.where(yy >= 0, one, yy + 1)
         if act == "selu":
             return torch.where(yy > 0, one * SELU_SCALE, yy + SELU_SCALE * SELU_ALPHA)
-        if act == "softplus":
-            return 1 - torch.exp(-yy)
+        if act == "softplus":  # 1 - exp(-y), accurate for small y (z << 0)
+            return -torch.expm1(-yy)
     # order 2: the derivative of the order-1 factor with respect to y: d f1(y / gain) / dy * gain = f1'(yy)
     if act in ("relu", "lrelu"):
         return None

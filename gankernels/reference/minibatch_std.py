@@ -49,6 +49,7 @@ def minibatch_std_grad(dout: torch.Tensor, x: torch.Tensor, group_size: int | No
     cd = compute_dtype(x.dtype)
     xs = x.to(cd).reshape(g, -1, f, c // f, h, w)
     d = xs - xs.mean(dim=0)
+    d = d - d.mean(dim=0)  # again: the rounding error of the mean, large beside the spread for offset inputs
     std = (d.square().mean(dim=0) + EPS).sqrt()  # [M, F, c, H, W]
     ds = dout[:, c:].to(cd).reshape(g, -1, f, h, w).sum(dim=(0, 3, 4))  # [M, F]
     coef = ds.reshape(1, -1, f, 1, 1, 1) / (c // f * h * w * g)

@@ -77,8 +77,9 @@ def demodulation_coefficients(weight: torch.Tensor, styles: torch.Tensor) -> tor
 
     The same number as NVlabs' (weight * styles).square().sum([2, 3, 4]), as an [N, I] x [I, O] product that never
     builds the [N, O, I, kh, kw] modulated weight."""
-    wsq = weight.square().sum(dim=[2, 3])  # [O, I]
-    return (styles.square() @ wsq.t() + 1e-8).rsqrt()
+    dtype = torch.promote_types(weight.dtype, styles.dtype)  # what weight * styles would compute in
+    wsq = weight.to(dtype).square().sum(dim=[2, 3])  # [O, I]
+    return (styles.to(dtype).square() @ wsq.t() + 1e-8).rsqrt()
 
 
 def demodulation_coefficients_grad(gd, weight, styles, dcoefs):

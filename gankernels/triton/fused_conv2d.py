@@ -24,8 +24,7 @@ import triton
 import triton.language as tl
 
 from . import gpu_launch
-from .bias_act import _act, _scalars
-from .modulated_conv2d import _epilogue_z, _np2
+from ._common import INT64_FROM, activation_gain_clamp, epilogue_z, is_f64, next_pow2, scalar, scalar_arg
 
 # Tile sizes are guesses, not yet benchmarked on a GPU (none was available): (BLOCK_M, BLOCK_N, BLOCK_K, num_warps,
 # num_stages) per compute dtype. Tests lower BLOCK_* (they cap these) to reach the multi-tile paths. Compiled for
@@ -39,12 +38,11 @@ GPU_CONFIGS = {
 }
 BLOCK_M, BLOCK_N, BLOCK_K = 128, 128, 32  # caps on every device (the interpreter: the only config it runs)
 GPU_MIN_BLOCK = 16  # tl.dot on NVIDIA wants K >= 16 for 16-bit inputs; M and N tiles below 16 waste tensor cores
-INT64_FROM = 2**31  # tensors with this many elements or more are indexed in int64
 
 
 @triton.jit
 def _fused_conv2d_fwd_kernel(
-    x_ptr, w_ptr, s_ptr, d_ptr, noise_ptr, b_ptr, out_ptr, y_ptr, params_ptr,
+    x_ptr, w_ptr, s_ptr, d_ptr, noise_ptr, b_ptr, out_ptr, y_ptr,
     M, CI, CO, H, W, HO, WO, PH, PW,
     sx_n, sx_c, sx_h, sx_w, so_n, so_c, so_h, so_w, noise_nstride, alpha, gain, clamp,
     KSIZE: tl.constexpr, REFLECT: tl.constexpr, HAS_S: tl.constexpr, HAS_D: tl.constexpr, HAS_NOISE: tl.constexpr,
@@ -105,13 +103,10 @@ def _fused_conv2d_fwd_kernel(
     out_offs = (n * so_n + oh * so_h + ow * so_w)[:, None] + o[None, :] * so_c
     if HAS_Y:  # the conv output, saved for the backward
         tl.store(y_ptr + out_offs, acc.to(y_ptr.dtype.element_ty), mask=mask)
-    alpha, gain, clamp = _scalars(params_ptr, alpha, gain, clamp, F64)
     # z = y d[n, o] + noise[n, p] + b[o]: modulated_conv2d's epilogue on the fp32 (fp64) accumulator
-    z = _epilogue_z(acc, d_ptr, noise_ptr, b_ptr, n[:, None] * CO + o[None, :], (n * noise_nstride + p)[:, None],
+    z = epilogue_z(acc, d_ptr, noise_ptr, b_ptr, n[:, None] * CO + o[None, :], (n * noise_nstride + p)[:, None],
                     o[None, :], mask, HAS_D, HAS_NOISE, HAS_B, F64)  # fmt: skip
-    v = _act(z, A, alpha) * gain
-    if HAS_CLAMP:
-        v = tl.where(v > clamp, clamp, tl.where(v < -clamp, -clamp, v))  # NaN stays NaN, as torch.clamp
+    v = activation_gain_clamp(z, scalar(alpha, F64), scalar(gain, F64), scalar(clamp, F64), A, HAS_CLAMP)
     tl.store(out_ptr + out_offs, v.to(out_ptr.dtype.element_ty), mask=mask)
 
 
@@ -120,9 +115,9 @@ def _config(x: torch.Tensor, m: int, o: int, i: int) -> tuple[int, int, int, dic
     bm, bn, bk, warps, stages = GPU_CONFIGS[x.dtype]
     bm, bn, bk = min(bm, BLOCK_M), min(bn, BLOCK_N), min(bk, BLOCK_K)
     floor = GPU_MIN_BLOCK if gpu_launch(x) else 1  # the interpreter takes any tile; keep its numpy work small
-    bm = min(bm, max(floor, _np2(m)))
-    bn = min(bn, max(floor, _np2(o)))
-    bk = min(bk, max(floor, _np2(i)))
+    bm = min(bm, max(floor, next_pow2(m)))
+    bn = min(bn, max(floor, next_pow2(o)))
+    bk = min(bk, max(floor, next_pow2(i)))
     return bm, bn, bk, dict(num_warps=warps, num_stages=stages) if gpu_launch(x) else dict(num_warps=4)
 
 
@@ -146,16 +141,15 @@ def fused_conv2d_forward(x, weight, in_scale, out_scale, noise, bias, out, y, pa
     ho, wo = out.shape[2:]
     m = batch * ho * wo
     wt = weight.permute(2, 3, 1, 0).contiguous()  # [k, k, I, O]: B[(kh, kw, i), o] rows contiguous in o
-    f64 = x.dtype == torch.float64
-    params = torch.tensor([alpha, gain, clamp], dtype=torch.float64, device=x.device) if f64 else x
+    f64 = is_f64(x)
     bm, bn, bk, launch = _config(x, m, co, ci)
     largest = max(x.numel(), out.numel(), wt.numel()) + (bm + bk) * max(x.stride() + out.stride())
     grid = (triton.cdiv(m, bm), triton.cdiv(co, bn))
     _fused_conv2d_fwd_kernel[grid](
         x, wt, x if in_scale is None else in_scale, x if out_scale is None else out_scale,
-        x if noise is None else noise, x if bias is None else bias, out, out if y is None else y, params,
+        x if noise is None else noise, x if bias is None else bias, out, out if y is None else y,
         m, ci, co, h, w, ho, wo, padding[0], padding[1], *x.stride(), *out.stride(),
-        0 if noise is None or noise.shape[0] == 1 else ho * wo, alpha, gain, clamp,
+        0 if noise is None or noise.shape[0] == 1 else ho * wo, *(scalar_arg(v, f64) for v in (alpha, gain, clamp)),
         KSIZE=ksize, REFLECT=bool(reflect), HAS_S=in_scale is not None, HAS_D=out_scale is not None,
         HAS_NOISE=noise is not None, HAS_B=bias is not None, HAS_Y=y is not None, A=act, HAS_CLAMP=clamp >= 0,
         F64=f64, INT64=largest >= INT64_FROM, PRECISION=_precision(x), BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk,

@@ -2,7 +2,8 @@
 
 Shapes: weight [O, I, K] (K = kh * kw, contiguous), styles [N, I], dcoefs [N, O], conv output y [N, O, H, W] (NCHW or
 channels_last), noise [Nn, H * W] with Nn in {1, N}, bias [O]. fp16/bf16/fp32 are computed in fp32, fp64 in fp64.
-Activation codes and math are gankernels.triton.bias_act's (`_act`, `_act_grad`), so every activation runs fused.
+Activation codes and math are bias_act's (gankernels.triton._common: `activation`, `activation_grad`), so every
+activation runs fused.
 
 - dcoefs:  d[n, o] = rsqrt(sum_i s[n, i]^2 wsq[o, i] + 1e-8), wsq[o, i] = sum_k weight[o, i, k]^2, as a tiled
            [N, I] x [I, O] reduction that never builds the [N, O, I, K] modulated weight. Its backward: two small
@@ -20,7 +21,23 @@ import torch
 import triton
 import triton.language as tl
 
-from .bias_act import _REF_BY_INDEX, _act, _act_grad, _load, _offsets, _scalars
+from ._common import (
+    INT64_FROM,
+    REF_BY_INDEX,
+    activation,
+    activation_gain_clamp,
+    activation_grad,
+    arange_from,
+    block_offsets,
+    compute_dtype,
+    epilogue_z,
+    is_f64,
+    launch_meta,
+    load,
+    next_pow2,
+    scalar,
+    scalar_arg,
+)
 
 # Block sizes are guesses, not yet benchmarked on a GPU; tests lower them to reach the multi-block paths.
 BLOCK = 1024  # elements per program of the elementwise kernels
@@ -36,32 +53,15 @@ MAX_BLOCK_HW = 128  # pixels per program of the epilogue's backward
 # warps and a higher fraction of the copy bandwidth for both (bench op stylegan2_ops).
 BWD_TILE, BWD_WARPS = 2048, 8
 NUM_WARPS = 4
-INT64_FROM = 2**31  # tensors with this many elements or more are indexed in int64
 EPS = 1e-8  # NVlabs' demodulation epsilon
 
 
-def _np2(v: int) -> int:
-    return triton.next_power_of_2(max(int(v), 1))
-
-
 def _meta(t: torch.Tensor, n: int, num_warps: int = NUM_WARPS) -> dict:
-    return dict(F64=t.dtype == torch.float64, INT64=n + TILE >= INT64_FROM, num_warps=num_warps)
-
-
-def _compute_dtype(t: torch.Tensor) -> torch.dtype:
-    return torch.float64 if t.dtype == torch.float64 else torch.float32
+    return launch_meta(t, n + TILE, num_warps, INT64_FROM)
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Demodulation coefficients
-
-
-@triton.jit
-def _range(start, BLOCK: tl.constexpr, INT64: tl.constexpr):
-    r = tl.arange(0, BLOCK)
-    if INT64:
-        r = r.to(tl.int64)
-    return start + r
 
 
 @triton.jit
@@ -71,7 +71,7 @@ def _wsq(w_ptr, o, i, o_mask, i_mask, CI, K, F64: tl.constexpr):
     mask = o_mask[:, None] & i_mask[None, :]
     acc = tl.zeros(offs.shape, tl.float64 if F64 else tl.float32)
     for k in range(K):
-        w = _load(w_ptr + k, offs, mask, F64)
+        w = load(w_ptr + k, offs, mask, F64)
         acc += w * w
     return acc
 
@@ -82,18 +82,18 @@ def _dcoefs_fwd_kernel(
     F64: tl.constexpr, INT64: tl.constexpr, BN: tl.constexpr, BO: tl.constexpr, BI: tl.constexpr,
 ):  # fmt: skip
     # reads styles [BN, I] and weight [BO, I, K] once, writes d [BN, BO]
-    n = _range(tl.program_id(0) * BN, BN, INT64)
-    o = _range(tl.program_id(1) * BO, BO, INT64)
+    n = arange_from(tl.program_id(0) * BN, BN, INT64)
+    o = arange_from(tl.program_id(1) * BO, BO, INT64)
     n_mask = n < N
     o_mask = o < CO
     acc = tl.zeros([BN, BO], tl.float64 if F64 else tl.float32)
     for i0 in range(0, CI, BI):
         i = i0 + tl.arange(0, BI)
         i_mask = i < CI
-        s = _load(s_ptr, n[:, None] * CI + i[None, :], n_mask[:, None] & i_mask[None, :], F64)
+        s = load(s_ptr, n[:, None] * CI + i[None, :], n_mask[:, None] & i_mask[None, :], F64)
         wsq = _wsq(w_ptr, o, i, o_mask, i_mask, CI, K, F64)
         acc += tl.sum((s * s)[:, None, :] * wsq[None, :, :], axis=2)  # q[n, o] += sum_i s[n, i]^2 wsq[o, i]
-    d = 1.0 / tl.sqrt(acc + eps)
+    d = 1.0 / tl.sqrt(acc + scalar(eps, F64))
     tl.store(d_ptr + n[:, None] * CO + o[None, :], d.to(d_ptr.dtype.element_ty), mask=n_mask[:, None] & o_mask[None, :])
 
 
@@ -102,8 +102,8 @@ def _gq(gd_ptr, d_ptr, n, o, n_mask, o_mask, CO, F64: tl.constexpr):
     # dL/dq = gd * dd/dq = -gd d^3 / 2, as a [BN, BO] tile
     offs = n[:, None] * CO + o[None, :]
     mask = n_mask[:, None] & o_mask[None, :]
-    d = _load(d_ptr, offs, mask, F64)
-    return -0.5 * _load(gd_ptr, offs, mask, F64) * d * d * d
+    d = load(d_ptr, offs, mask, F64)
+    return -0.5 * load(gd_ptr, offs, mask, F64) * d * d * d
 
 
 @triton.jit
@@ -112,8 +112,8 @@ def _dcoefs_bwd_styles_kernel(
     F64: tl.constexpr, INT64: tl.constexpr, BN: tl.constexpr, BO: tl.constexpr, BI: tl.constexpr,
 ):  # fmt: skip
     # dstyles[n, i] = 2 s[n, i] sum_o gq[n, o] wsq[o, i]: reads gd, d [BN, O], weight [O, BI, K]; writes [BN, BI]
-    n = _range(tl.program_id(0) * BN, BN, INT64)
-    i = _range(tl.program_id(1) * BI, BI, INT64)
+    n = arange_from(tl.program_id(0) * BN, BN, INT64)
+    i = arange_from(tl.program_id(1) * BI, BI, INT64)
     n_mask = n < N
     i_mask = i < CI
     acc = tl.zeros([BN, BI], tl.float64 if F64 else tl.float32)
@@ -125,7 +125,7 @@ def _dcoefs_bwd_styles_kernel(
         acc += tl.sum(gq[:, :, None] * wsq[None, :, :], axis=1)
     offs = n[:, None] * CI + i[None, :]
     mask = n_mask[:, None] & i_mask[None, :]
-    ds = 2.0 * _load(s_ptr, offs, mask, F64) * acc
+    ds = 2.0 * load(s_ptr, offs, mask, F64) * acc
     tl.store(ds_ptr + offs, ds.to(ds_ptr.dtype.element_ty), mask=mask)
 
 
@@ -136,8 +136,8 @@ def _dcoefs_bwd_weight_kernel(
 ):  # fmt: skip
     # dweight[o, i, k] = 2 weight[o, i, k] sum_n gq[n, o] s[n, i]^2: reads gd, d [N, BO], styles [N, BI], weight
     # [BO, BI, K]; writes dweight [BO, BI, K]
-    o = _range(tl.program_id(0) * BO, BO, INT64)
-    i = _range(tl.program_id(1) * BI, BI, INT64)
+    o = arange_from(tl.program_id(0) * BO, BO, INT64)
+    i = arange_from(tl.program_id(1) * BI, BI, INT64)
     o_mask = o < CO
     i_mask = i < CI
     acc = tl.zeros([BO, BI], tl.float64 if F64 else tl.float32)
@@ -145,18 +145,18 @@ def _dcoefs_bwd_weight_kernel(
         n = n0 + tl.arange(0, BN)
         n_mask = n < N
         gq = _gq(gd_ptr, d_ptr, n, o, n_mask, o_mask, CO, F64)
-        s = _load(s_ptr, n[:, None] * CI + i[None, :], n_mask[:, None] & i_mask[None, :], F64)
+        s = load(s_ptr, n[:, None] * CI + i[None, :], n_mask[:, None] & i_mask[None, :], F64)
         acc += tl.sum(gq[:, :, None] * (s * s)[:, None, :], axis=0)
     offs = o[:, None] * CI * K + i[None, :] * K
     mask = o_mask[:, None] & i_mask[None, :]
     for k in range(K):
-        dw = 2.0 * _load(w_ptr + k, offs, mask, F64) * acc
+        dw = 2.0 * load(w_ptr + k, offs, mask, F64) * acc
         tl.store(dw_ptr + k + offs, dw.to(dw_ptr.dtype.element_ty), mask=mask)
 
 
 def _dcoefs_blocks(n: int, o: int, i: int) -> tuple[int, int, int]:
-    bn, bo = min(MAX_BN, _np2(n)), min(MAX_BO, _np2(o))
-    return bn, bo, max(1, min(_np2(i), TILE // (bn * bo)))
+    bn, bo = min(MAX_BN, next_pow2(n)), min(MAX_BO, next_pow2(o))
+    return bn, bo, max(1, min(next_pow2(i), TILE // (bn * bo)))
 
 
 def dcoefs_forward(styles, weight, d):
@@ -166,7 +166,7 @@ def dcoefs_forward(styles, weight, d):
     bn, bo, bi = _dcoefs_blocks(n, o, i)
     grid = (triton.cdiv(n, bn), triton.cdiv(o, bo))
     meta = _meta(weight, max(weight.numel(), n * max(i, o)))
-    _dcoefs_fwd_kernel[grid](styles, weight, d, n, o, i, k, EPS, BN=bn, BO=bo, BI=bi, **meta)
+    _dcoefs_fwd_kernel[grid](styles, weight, d, n, o, i, k, scalar_arg(EPS, meta["F64"]), BN=bn, BO=bo, BI=bi, **meta)
 
 
 def dcoefs_backward(gd, styles, weight, d, dstyles, dweight):
@@ -193,7 +193,7 @@ def _weights_fwd_kernel(
     HAS_D: tl.constexpr, F64: tl.constexpr, INT64: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
     # out[n, o, i, k] = weight[o, i, k] s[n, i] d[n, o]: writes N O I K elements once; weight (O I K) stays in cache
-    idx = _offsets(BLOCK, INT64)
+    idx = block_offsets(BLOCK, INT64)
     mask = idx < total
     IK = CI * K
     OIK = CO * IK
@@ -201,9 +201,9 @@ def _weights_fwd_kernel(
     r = idx - n * OIK  # flat index into weight [O, I, K]
     o = r // IK
     i = (r - o * IK) // K
-    v = _load(w_ptr, r, mask, F64) * _load(s_ptr, n * CI + i, mask, F64)
+    v = load(w_ptr, r, mask, F64) * load(s_ptr, n * CI + i, mask, F64)
     if HAS_D:
-        v = v * _load(d_ptr, n * CO + o, mask, F64)
+        v = v * load(d_ptr, n * CO + o, mask, F64)
     tl.store(out_ptr + idx, v.to(out_ptr.dtype.element_ty), mask=mask)
 
 
@@ -220,23 +220,23 @@ def _weights_bwd_kernel(
     # with h[n, o, i] = sum_k g[n, o, i, k] weight[o, i, k].
     pid_o = tl.program_id(0)
     pid_i = tl.program_id(1)
-    o = _range(pid_o * BO, BO, INT64)
-    i = _range(pid_i * BI, BI, INT64)
+    o = arange_from(pid_o * BO, BO, INT64)
+    i = arange_from(pid_i * BI, BI, INT64)
     k = tl.arange(0, BK)
     o_mask = o < CO
     i_mask = i < CI
     offs = (o[:, None] * CI + i[None, :])[:, :, None] * K + k[None, None, :]  # into [O, I, K]
     mask = (o_mask[:, None] & i_mask[None, :])[:, :, None] & (k < K)[None, None, :]
-    w = _load(w_ptr, offs, mask, F64)
+    w = load(w_ptr, offs, mask, F64)
     acc = tl.zeros([BO, BI, BK], tl.float64 if F64 else tl.float32)
     OIK = CO * CI * K
     ps_ptr += pid_o * N * CI
     pd_ptr += pid_i * N * CO
     for _ in range(N):  # pointers advance one sample per step (int64-safe pointer arithmetic)
-        g = _load(g_ptr, offs, mask, F64)
-        s = _load(s_ptr, i, i_mask, F64)
+        g = load(g_ptr, offs, mask, F64)
+        s = load(s_ptr, i, i_mask, F64)
         if HAS_D:
-            d = _load(d_ptr, o, o_mask, F64)
+            d = load(d_ptr, o, o_mask, F64)
         else:
             d = tl.where(o_mask, 1.0, 0.0).to(s.dtype)
         acc += g * (d[:, None] * s[None, :])[:, :, None]
@@ -267,11 +267,11 @@ def weights_backward(g, weight, styles, d, dweight):
     """Writes dweight; returns (dstyles [N, I], ddcoefs [N, O] or None) in the compute dtype."""
     o, i = weight.shape[:2]
     n, k = styles.shape[0], weight.shape[2] * weight.shape[3]
-    bk = _np2(k)
-    bo = min(MAX_WEIGHTS_BO, _np2(o))
-    bi = max(1, min(_np2(i), TILE // (bo * bk)))
+    bk = next_pow2(k)
+    bo = min(MAX_WEIGHTS_BO, next_pow2(o))
+    bi = max(1, min(next_pow2(i), TILE // (bo * bk)))
     grid = (triton.cdiv(o, bo), triton.cdiv(i, bi))
-    cd = _compute_dtype(weight)
+    cd = compute_dtype(weight)
     ps = torch.empty([grid[0], n, i], dtype=cd, device=weight.device)
     pd = torch.empty([grid[1], n, o], dtype=cd, device=weight.device) if d is not None else ps
     _weights_bwd_kernel[grid](
@@ -286,29 +286,14 @@ def weights_backward(g, weight, styles, d, dweight):
 
 
 @triton.jit
-def _epilogue_z(y, d_ptr, noise_ptr, b_ptr, d_offs, noise_offs, b_offs, mask,
-                HAS_D: tl.constexpr, HAS_NOISE: tl.constexpr, HAS_B: tl.constexpr, F64: tl.constexpr):  # fmt: skip
-    # z = y d + noise + b, in the reference's order of operations
-    z = y
-    if HAS_D:
-        z = z * _load(d_ptr, d_offs, mask, F64)
-    if HAS_NOISE:
-        z = z + _load(noise_ptr, noise_offs, mask, F64)
-    if HAS_B:
-        z = z + _load(b_ptr, b_offs, mask, F64)
-    return z
-
-
-@triton.jit
 def _epilogue_fwd_kernel(
-    y_ptr, d_ptr, noise_ptr, b_ptr, out_ptr, params_ptr, total, CO, HW, noise_nstride, alpha, gain, clamp,
+    y_ptr, d_ptr, noise_ptr, b_ptr, out_ptr, total, CO, HW, noise_nstride, alpha, gain, clamp,
     A: tl.constexpr, HAS_D: tl.constexpr, HAS_NOISE: tl.constexpr, HAS_B: tl.constexpr, HAS_CLAMP: tl.constexpr,
     CL: tl.constexpr, F64: tl.constexpr, INT64: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
     # reads y once (+ d, noise, bias: small, cached), writes out once: 2 elements of traffic per element
-    idx = _offsets(BLOCK, INT64)
+    idx = block_offsets(BLOCK, INT64)
     mask = idx < total
-    alpha, gain, clamp = _scalars(params_ptr, alpha, gain, clamp, F64)
     if CL:  # channels_last: flat = (n HW + hw) O + o
         o = idx % CO
         hw = (idx // CO) % HW
@@ -316,18 +301,16 @@ def _epilogue_fwd_kernel(
         hw = idx % HW
         o = (idx // HW) % CO
     n = idx // (CO * HW)
-    y = _load(y_ptr, idx, mask, F64)
-    z = _epilogue_z(y, d_ptr, noise_ptr, b_ptr, n * CO + o, n * noise_nstride + hw, o, mask, HAS_D, HAS_NOISE, HAS_B,
+    y = load(y_ptr, idx, mask, F64)
+    z = epilogue_z(y, d_ptr, noise_ptr, b_ptr, n * CO + o, n * noise_nstride + hw, o, mask, HAS_D, HAS_NOISE, HAS_B,
                     F64)  # fmt: skip
-    v = _act(z, A, alpha) * gain
-    if HAS_CLAMP:
-        v = tl.where(v > clamp, clamp, tl.where(v < -clamp, -clamp, v))  # NaN stays NaN, as torch.clamp
+    v = activation_gain_clamp(z, scalar(alpha, F64), scalar(gain, F64), scalar(clamp, F64), A, HAS_CLAMP)
     tl.store(out_ptr + idx, v.to(out_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
 def _epilogue_bwd_kernel(
-    g_ptr, y_ptr, d_ptr, noise_ptr, b_ptr, dy_ptr, pdd_ptr, pdb_ptr, dnoise_ptr, params_ptr,
+    g_ptr, y_ptr, d_ptr, noise_ptr, b_ptr, dy_ptr, pdd_ptr, pdb_ptr, dnoise_ptr,
     N, CO, HW, o_stride, hw_stride, noise_nstride, alpha, gain, clamp,
     A: tl.constexpr, REF: tl.constexpr, HAS_D: tl.constexpr, HAS_NOISE: tl.constexpr, HAS_B: tl.constexpr,
     HAS_CLAMP: tl.constexpr, F64: tl.constexpr, INT64: tl.constexpr, BLOCK_O: tl.constexpr, BLOCK_HW: tl.constexpr,
@@ -339,12 +322,12 @@ def _epilogue_bwd_kernel(
     #   dnoise[n, hw] = sum_o gz                  (complete; summed over n by the caller for a shared noise)
     hb = tl.program_id(0)  # the pixel blocks on axis 0: CUDA allows 2^31 - 1 there, 65535 on axis 1
     n = tl.program_id(1)
-    hw = _range(hb * BLOCK_HW, BLOCK_HW, INT64)
+    hw = arange_from(hb * BLOCK_HW, BLOCK_HW, INT64)
     if INT64:
         n = n.to(tl.int64)
         hb = hb.to(tl.int64)
     hw_mask = hw < HW
-    alpha, gain, clamp = _scalars(params_ptr, alpha, gain, clamp, F64)
+    alpha, gain, clamp = scalar(alpha, F64), scalar(gain, F64), scalar(clamp, F64)
     image = n * CO * HW
     g_ptr += image
     y_ptr += image
@@ -355,21 +338,21 @@ def _epilogue_bwd_kernel(
         o_mask = o < CO
         mask = o_mask[:, None] & hw_mask[None, :]
         offs = o[:, None] * o_stride + hw[None, :] * hw_stride
-        y = _load(y_ptr, offs, mask, F64)
-        g = _load(g_ptr, offs, mask, F64)
-        z = _epilogue_z(y, d_ptr, noise_ptr, b_ptr, (n * CO + o)[:, None], (n * noise_nstride + hw)[None, :],
+        y = load(y_ptr, offs, mask, F64)
+        g = load(g_ptr, offs, mask, F64)
+        z = epilogue_z(y, d_ptr, noise_ptr, b_ptr, (n * CO + o)[:, None], (n * noise_nstride + hw)[None, :],
                         o[:, None], mask, HAS_D, HAS_NOISE, HAS_B, F64)  # fmt: skip
-        a = _act(z, A, alpha)  # unused (and compiled away) unless REF == 2 or HAS_CLAMP
+        a = activation(z, A, alpha)  # unused (and compiled away) unless REF == 2 or HAS_CLAMP
         if REF == 2:  # the factor as a function of act(z) (bias_act's saved-y form), else of z
-            k = _act_grad(a, A, 1, alpha)
+            k = activation_grad(a, A, 1, alpha)
         else:
-            k = _act_grad(z, A, 1, alpha)
+            k = activation_grad(z, A, 1, alpha)
         gz = g * (k * gain)
         if HAS_CLAMP:
             gz = tl.where(tl.abs(a * gain) < clamp, gz, 0.0)  # clamped outputs pass no gradient
         gz = tl.where(mask, gz, 0.0)
         if HAS_D:
-            dy = gz * _load(d_ptr, (n * CO + o)[:, None], mask, F64)
+            dy = gz * load(d_ptr, (n * CO + o)[:, None], mask, F64)
             tl.store(pdd_ptr + (hb * N + n) * CO + o, tl.sum(gz * y, axis=1), mask=o_mask)
         else:
             dy = gz
@@ -383,21 +366,21 @@ def _epilogue_bwd_kernel(
 
 
 def _epilogue_common(y, alpha, gain, clamp):
-    f64 = y.dtype == torch.float64
-    params = torch.tensor([alpha, gain, clamp], dtype=torch.float64, device=y.device) if f64 else y
+    f64 = is_f64(y)
+    scalars = (scalar_arg(alpha, f64), scalar_arg(gain, f64), scalar_arg(clamp, f64))
     n, o = y.shape[:2]
     hw = y.shape[2] * y.shape[3]
     cl = not y.is_contiguous()  # dense: NCHW or channels_last
-    return params, n, o, hw, cl
+    return scalars, n, o, hw, cl
 
 
 def epilogue_forward(y, d, noise, b, out, act, alpha, gain, clamp):
     """out = clamp(act(y d + noise + b) gain); y, out dense in one layout; noise [Nn, 1, H, W] contiguous or None."""
-    params, n, o, hw, cl = _epilogue_common(y, alpha, gain, clamp)
+    scalars, n, o, hw, cl = _epilogue_common(y, alpha, gain, clamp)
     total = y.numel()
     _epilogue_fwd_kernel[(triton.cdiv(total, BLOCK),)](
-        y, y if d is None else d, y if noise is None else noise, y if b is None else b, out, params, total, o, hw,
-        0 if noise is None or noise.shape[0] == 1 else hw, alpha, gain, clamp,
+        y, y if d is None else d, y if noise is None else noise, y if b is None else b, out, total, o, hw,
+        0 if noise is None or noise.shape[0] == 1 else hw, *scalars,
         A=act, HAS_D=d is not None, HAS_NOISE=noise is not None, HAS_B=b is not None, HAS_CLAMP=clamp >= 0, CL=cl,
         BLOCK=BLOCK, **_meta(y, total),
     )  # fmt: skip
@@ -405,21 +388,20 @@ def epilogue_forward(y, d, noise, b, out, act, alpha, gain, clamp):
 
 def epilogue_backward(g, y, d, noise, b, dy, act, alpha, gain, clamp):
     """Writes dy; returns (ddcoefs [N, O], dnoise [N, H W], dbias [O]) in the compute dtype, None where absent."""
-    params, n, o, hw, cl = _epilogue_common(y, alpha, gain, clamp)
-    block_hw = min(MAX_BLOCK_HW, _np2(hw))
-    block_o = max(1, min(_np2(o), BWD_TILE // block_hw))
+    scalars, n, o, hw, cl = _epilogue_common(y, alpha, gain, clamp)
+    block_hw = min(MAX_BLOCK_HW, next_pow2(hw))
+    block_o = max(1, min(next_pow2(o), BWD_TILE // block_hw))
     grid = (triton.cdiv(hw, block_hw), n)
-    cd = _compute_dtype(y)
+    cd = compute_dtype(y)
     new = dict(dtype=cd, device=y.device)
     pdd = torch.empty([grid[0], n, o], **new) if d is not None else None
     pdb = torch.empty([grid[0], n, o], **new) if b is not None else None
     dnoise = torch.empty([n, hw], **new) if noise is not None else None
     _epilogue_bwd_kernel[grid](
         g, y, y if d is None else d, y if noise is None else noise, y if b is None else b, dy,
-        y if pdd is None else pdd, y if pdb is None else pdb, y if dnoise is None else dnoise, params,
-        n, o, hw, 1 if cl else hw, o if cl else 1, 0 if noise is None or noise.shape[0] == 1 else hw,
-        alpha, gain, clamp,
-        A=act, REF=_REF_BY_INDEX[act], HAS_D=d is not None, HAS_NOISE=noise is not None, HAS_B=b is not None,
+        y if pdd is None else pdd, y if pdb is None else pdb, y if dnoise is None else dnoise,
+        n, o, hw, 1 if cl else hw, o if cl else 1, 0 if noise is None or noise.shape[0] == 1 else hw, *scalars,
+        A=act, REF=REF_BY_INDEX[act], HAS_D=d is not None, HAS_NOISE=noise is not None, HAS_B=b is not None,
         HAS_CLAMP=clamp >= 0, BLOCK_O=block_o, BLOCK_HW=block_hw, **_meta(y, y.numel(), BWD_WARPS),
     )  # fmt: skip
     return (

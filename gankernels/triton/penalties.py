@@ -12,21 +12,12 @@ import torch
 import triton
 import triton.language as tl
 
-from .bias_act import _load, _offsets  # the shared masked load and int64-safe block offsets
+from ._common import INT64_FROM, block_offsets, is_f64, launch_meta, load, next_pow2, scalar, scalar_arg
 
 BLOCK = 1024  # elements per program of the elementwise kernels
 MAX_BLOCK = 1024  # elements per tile of the reduction; tests lower it to reach the multi-tile, multi-chunk paths
 TILES = 8  # tiles per program of the reduction's first stage: one partial sum per TILES * block elements
 NUM_WARPS = 4  # a guess: not yet benchmarked on a GPU
-INT64_FROM = 2**31  # tensors with this many elements or more are indexed in int64
-
-
-@triton.jit
-def _center(params_ptr, center, F64: tl.constexpr):
-    # fp64 runs read the exact float64 center from a tensor; Triton passes Python floats as fp32.
-    if F64:
-        center = tl.load(params_ptr)
-    return center
 
 
 @triton.jit
@@ -45,11 +36,11 @@ def _interpolate_fwd_kernel(
     real_ptr, fake_ptr, eps_ptr, out_ptr, n, M,
     F64: tl.constexpr, INT64: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
-    offs = _offsets(BLOCK, INT64)
+    offs = block_offsets(BLOCK, INT64)
     mask = offs < n
-    w = _load(eps_ptr, offs // M, mask, F64)  # eps of the element's sample
-    a = _load(fake_ptr, offs, mask, F64)
-    b = _load(real_ptr, offs, mask, F64)
+    w = load(eps_ptr, offs // M, mask, F64)  # eps of the element's sample
+    a = load(fake_ptr, offs, mask, F64)
+    b = load(real_ptr, offs, mask, F64)
     # lerp(a, b, w) = a + w (b - a) as torch.lerp computes it: from the nearer end, exact at w = 0 and w = 1
     out = tl.where(tl.abs(w) < 0.5, a + w * (b - a), b - (b - a) * (1.0 - w))
     tl.store(out_ptr + offs, out.to(out_ptr.dtype.element_ty), mask=mask)
@@ -57,7 +48,7 @@ def _interpolate_fwd_kernel(
 
 @triton.jit
 def _gradient_penalty_partial_kernel(
-    g_ptr, partial_ptr, p_ptr, norm_ptr, params_ptr, M, chunks, center,
+    g_ptr, partial_ptr, p_ptr, norm_ptr, M, chunks, center,
     ONE_SIDED: tl.constexpr, FINISH: tl.constexpr, F64: tl.constexpr, INT64: tl.constexpr, BLOCK: tl.constexpr,
     TILES: tl.constexpr,
 ):  # fmt: skip
@@ -72,18 +63,18 @@ def _gradient_penalty_partial_kernel(
     acc = tl.zeros([BLOCK], tl.float64 if F64 else tl.float32)
     for t in tl.static_range(TILES):
         o = j + t * BLOCK
-        v = _load(base, o, o < M, F64)
+        v = load(base, o, o < M, F64)
         acc += v * v
     s = tl.sum(acc, axis=0)
     if FINISH:  # the sample is one chunk: no second stage
-        _finish(s, p_ptr, norm_ptr, sample, _center(params_ptr, center, F64), ONE_SIDED)
+        _finish(s, p_ptr, norm_ptr, sample, scalar(center, F64), ONE_SIDED)
     else:
         tl.store(partial_ptr + pid, s)
 
 
 @triton.jit
 def _gradient_penalty_finish_kernel(
-    partial_ptr, p_ptr, norm_ptr, params_ptr, chunks, center,
+    partial_ptr, p_ptr, norm_ptr, chunks, center,
     ONE_SIDED: tl.constexpr, F64: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
     # program n adds up its sample's `chunks` partial sums
@@ -92,39 +83,35 @@ def _gradient_penalty_finish_kernel(
     acc = tl.zeros([BLOCK], tl.float64 if F64 else tl.float32)
     for start in range(0, chunks, BLOCK):
         acc += tl.load(partial_ptr + sample * chunks + start + idx, mask=start + idx < chunks, other=0.0)
-    _finish(tl.sum(acc, axis=0), p_ptr, norm_ptr, sample, _center(params_ptr, center, F64), ONE_SIDED)
+    _finish(tl.sum(acc, axis=0), p_ptr, norm_ptr, sample, scalar(center, F64), ONE_SIDED)
 
 
 @triton.jit
 def _gradient_penalty_bwd_kernel(
-    g_ptr, dp_ptr, dnorm_ptr, norm_ptr, dg_ptr, params_ptr, n, M, center,
+    g_ptr, dp_ptr, dnorm_ptr, norm_ptr, dg_ptr, n, M, center,
     HAS_DP: tl.constexpr, HAS_DNORM: tl.constexpr, ONE_SIDED: tl.constexpr, F64: tl.constexpr, INT64: tl.constexpr,
     BLOCK: tl.constexpr,
 ):  # fmt: skip
-    offs = _offsets(BLOCK, INT64)
+    offs = block_offsets(BLOCK, INT64)
     mask = offs < n
     sample = offs // M  # the per-sample values below are gathers of a few cached [N] entries
-    norm = _load(norm_ptr, sample, mask, F64)
+    norm = load(norm_ptr, sample, mask, F64)
     coef = tl.zeros([BLOCK], tl.float64 if F64 else tl.float32)
     if HAS_DP:  # d p / d g = 2 (norm - center) g / norm (one-sided: the clamped difference)
-        d = norm - _center(params_ptr, center, F64)
+        d = norm - scalar(center, F64)
         if ONE_SIDED:
             d = tl.maximum(d, 0.0)
-        coef += 2.0 * _load(dp_ptr, sample, mask, F64) * d
+        coef += 2.0 * load(dp_ptr, sample, mask, F64) * d
     if HAS_DNORM:  # d norm / d g = g / norm
-        coef += _load(dnorm_ptr, sample, mask, F64)
+        coef += load(dnorm_ptr, sample, mask, F64)
     # the gradient is defined as 0 where norm = 0 (g = 0 there: torch's subgradient of the norm)
     scale = tl.where(norm > 0, coef / tl.where(norm > 0, norm, 1.0), 0.0)
-    dg = _load(g_ptr, offs, mask, F64) * scale
+    dg = load(g_ptr, offs, mask, F64) * scale
     tl.store(dg_ptr + offs, dg.to(dg_ptr.dtype.element_ty), mask=mask)
 
 
 def _meta(t: torch.Tensor, block: int) -> dict:
-    return dict(F64=t.dtype == torch.float64, INT64=t.numel() + block * TILES >= INT64_FROM, num_warps=NUM_WARPS)
-
-
-def _params(t: torch.Tensor, center: float) -> torch.Tensor:
-    return torch.tensor([center], dtype=torch.float64, device=t.device) if t.dtype == torch.float64 else t
+    return launch_meta(t, t.numel() + block * TILES, NUM_WARPS, INT64_FROM)
 
 
 def interpolate_forward(real, fake, eps, out):
@@ -140,19 +127,19 @@ def gradient_penalty_forward(g, p, norm, center, one_sided):
     p, norm contiguous [N] in the compute dtype (fp32 or fp64)."""
     samples = g.shape[0]
     m = g.numel() // samples
-    block = max(1, min(MAX_BLOCK, triton.next_power_of_2(m)))
+    block = max(1, min(MAX_BLOCK, next_pow2(m)))
     chunks = triton.cdiv(m, block * TILES)
     partial = norm if chunks == 1 else norm.new_empty([samples * chunks])
     meta = _meta(g, block)
-    params = _params(g, center)
+    center = scalar_arg(center, meta["F64"])
     _gradient_penalty_partial_kernel[(samples * chunks,)](
-        g, partial, p, norm, params, m, chunks, center,
+        g, partial, p, norm, m, chunks, center,
         ONE_SIDED=one_sided, FINISH=chunks == 1, BLOCK=block, TILES=TILES, **meta,
     )  # fmt: skip
     if chunks > 1:
-        finish_block = max(1, min(MAX_BLOCK, triton.next_power_of_2(chunks)))
+        finish_block = max(1, min(MAX_BLOCK, next_pow2(chunks)))
         _gradient_penalty_finish_kernel[(samples,)](
-            partial, p, norm, params, chunks, center,
+            partial, p, norm, chunks, center,
             ONE_SIDED=one_sided, F64=meta["F64"], BLOCK=finish_block, num_warps=1,
         )  # fmt: skip
 
@@ -162,7 +149,7 @@ def gradient_penalty_backward(dp, dnorm, g, norm, dg, center, one_sided):
     one_sided); dp, dnorm contiguous [N] or None; g, dg of one layout with dense samples."""
     n = g.numel()
     _gradient_penalty_bwd_kernel[(triton.cdiv(n, BLOCK),)](
-        g, norm if dp is None else dp, norm if dnorm is None else dnorm, norm, dg, _params(g, center), n,
-        n // g.shape[0], center,
+        g, norm if dp is None else dp, norm if dnorm is None else dnorm, norm, dg, n, n // g.shape[0],
+        scalar_arg(center, is_f64(g)),
         HAS_DP=dp is not None, HAS_DNORM=dnorm is not None, ONE_SIDED=one_sided, BLOCK=BLOCK, **_meta(g, BLOCK),
     )  # fmt: skip

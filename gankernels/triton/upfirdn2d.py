@@ -9,13 +9,13 @@ never the inserted zeros. fp16/bf16/fp32 are computed in fp32, fp64 in fp64.
 
 from __future__ import annotations
 
-import torch
 import triton
 import triton.language as tl
 
+from ._common import INT64_FROM, is_f64, next_pow2, scalar, scalar_arg
+
 TILE = 512  # outputs per program
 NUM_WARPS = 4
-INT64_FROM = 2**31  # tensors with this many elements or more are indexed in int64
 
 
 @triton.jit
@@ -85,26 +85,22 @@ def _upfirdn2d_fwd_kernel(
                 w = tl.load(f_row + (kx if FLIP else fw - 1 - kx), mask=ok, other=0.0)
             v = tl.load(x_row + tx * sxw, mask=out_mask & ok, other=0.0)
             acc += v.to(acc.dtype) * w.to(acc.dtype)  # out = gain * sum_k u[o * down + k] * f[fh - 1 - k]
-    if not F64:
-        acc = acc * gain
+    if not F64:  # fp64: the exact gain is in the filter
+        acc = acc * scalar(gain, F64)
     tl.store(out_ptr + n * son + c * soc + oy * soh + ox * sow, acc.to(out_ptr.dtype.element_ty), mask=out_mask)
-
-
-def _pow2(v: int) -> int:
-    return triton.next_power_of_2(max(int(v), 1))
 
 
 def _tile(channels_last: bool, C: int, out_h: int, out_w: int) -> tuple[int, int, int]:
     """(BLOCK_C, BLOCK_H, BLOCK_W): about TILE outputs. channels_last: channels first, they are contiguous; NCHW:
     pixels first, then as many channels as fill the tile (small images)."""
-    block_w = min(_pow2(out_w), 64)
+    block_w = min(next_pow2(out_w), 64)
     if channels_last:
-        block_c = min(_pow2(C), 64)
+        block_c = min(next_pow2(C), 64)
         block_w = min(block_w, max(TILE // block_c, 1))
-        block_h = max(min(_pow2(out_h), TILE // (block_c * block_w)), 1)
+        block_h = max(min(next_pow2(out_h), TILE // (block_c * block_w)), 1)
     else:
-        block_h = max(min(_pow2(out_h), TILE // block_w), 1)
-        block_c = min(_pow2(C), max(TILE // (block_h * block_w), 1))
+        block_h = max(min(next_pow2(out_h), TILE // block_w), 1)
+        block_c = min(next_pow2(C), max(TILE // (block_h * block_w), 1))
     return block_c, block_h, block_w
 
 
@@ -120,9 +116,9 @@ def upfirdn2d_forward(x, f, out, upx, upy, downx, downy, padx0, padx1, pady0, pa
     fh, fw = f.shape
     if out.numel() == 0:
         return
-    f64 = x.dtype == torch.float64
+    f64 = is_f64(x)
     if f64 and gain != 1:
-        f = f * gain  # Triton passes Python floats as fp32: an exact fp64 gain goes in the filter
+        f = f * gain  # as the reference: the gain in the filter (float64 scalars: see triton._common)
     channels_last = C > 1 and out.stride(1) == 1 and x.stride(1) == 1
     block_c, block_h, block_w = _tile(channels_last, C, out_h, out_w)
     tiles_x, tiles_y, c_blocks = triton.cdiv(out_w, block_w), triton.cdiv(out_h, block_h), triton.cdiv(C, block_c)
@@ -132,7 +128,7 @@ def upfirdn2d_forward(x, f, out, upx, upy, downx, downy, padx0, padx1, pady0, pa
         x, f, out,
         C, H, W, out_h, out_w, fh, fw,
         *x.stride(), *out.stride(),
-        upx, upy, downx, downy, padx0, pady0, float(gain),
+        upx, upy, downx, downy, padx0, pady0, scalar_arg(gain, f64),
         tiles_x, tiles_y, c_blocks,
         UPX1=upx == 1, UPY1=upy == 1, FLIP=bool(flip), F64=f64, INT64=int64,
         BLOCK_C=block_c, BLOCK_H=block_h, BLOCK_W=block_w,

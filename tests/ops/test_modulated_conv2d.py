@@ -111,6 +111,33 @@ def test_reference_is_the_plain_formula():
         assert_close(y[n : n + 1], torch.nn.functional.conv2d(x[n : n + 1], w, padding=1))
 
 
+def test_composed_dcoefs_in_matmul_form():
+    """The composed path's d = rsqrt(styles^2 @ wsq^T + 1e-8) equals NVlabs' sum over the [N, O, I, kh, kw] modulated
+    weight (to 1e-12 in float64) and, with fused_modconv=False, builds no 5-D tensor."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from gankernels.reference.modulated_conv2d import demodulation_coefficients
+
+    x, weight, styles = make_inputs(3, 4, 5, 3, 5, grad=False)
+    nvlabs = ((weight.unsqueeze(0) * styles.reshape(3, 1, 4, 1, 1)).square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()
+    assert_close(demodulation_coefficients(weight, styles), nvlabs, atol=0, rtol=1e-12)
+
+    class LargestRank(TorchDispatchMode):
+        rank = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in out if isinstance(out, (tuple, list)) else [out]:
+                if isinstance(t, torch.Tensor):
+                    self.rank = max(self.rank, t.dim())
+            return out
+
+    with gankernels.use_backend("ref"), LargestRank() as mode:
+        y = ops.modulated_conv2d(x, weight, styles, padding=1, fused_modconv=False)
+    assert mode.rank == 4
+    assert_close(y, reference(x, weight, styles, padding=1))
+
+
 @pytest.mark.parametrize(
     "fused_modconv,up,down,demodulate,backend",
     [

@@ -51,8 +51,8 @@ GK_HD C activation(C z, C alpha) {
     return e / (e + C(2));
   }
   if (A == 5) return C(1) / (C(1) + exp_(-z));                                            // sigmoid
-  if (A == 6) return z >= C(0) ? z : exp_(min_(z, C(0))) - C(1);                          // elu
-  if (A == 7) return C(kSeluScale) * (z > C(0) ? z : C(kSeluAlpha) * (exp_(min_(z, C(0))) - C(1)));
+  if (A == 6) return z >= C(0) ? z : expm1_(min_(z, C(0)));  // elu; expm1: exp(z) - 1 cancels near 0
+  if (A == 7) return C(kSeluScale) * (z > C(0) ? z : C(kSeluAlpha) * expm1_(min_(z, C(0))));
   if (A == 8) return max_(z, C(0)) + log1p_(exp_(-(z < C(0) ? -z : z)));  // softplus, stable
   return z / (C(1) + exp_(-z));                                           // swish
 }
@@ -71,9 +71,11 @@ GK_HD C activation_grad(C r, C alpha) {
   if (A == 7) {
     return ORDER == 1 ? (r > C(0) ? C(kSeluScale) : r + C(kSeluScale * kSeluAlpha)) : (r > C(0) ? C(0) : C(1));
   }
-  if (A == 8) return ORDER == 1 ? C(1) - exp_(-r) : exp_(-r);
-  C s = C(1) / (C(1) + exp_(-r));  // swish: act' = s + z s (1 - s); act'' = s (1 - s) (2 + z (1 - 2 s))
-  return ORDER == 1 ? s + r * s * (C(1) - s) : s * (C(1) - s) * (C(2) + r * (C(1) - C(2) * s));
+  if (A == 8) return ORDER == 1 ? -expm1_(-r) : exp_(-r);  // softplus' = 1 - exp(-y), accurate for small y
+  // swish: s = sigmoid(z), sm = 1 - s = sigmoid(-z) (1 - s cancels for z >> 0); act' = s + z s sm,
+  // act'' = s sm (2 + z (sm - s))
+  const C s = C(1) / (C(1) + exp_(-r)), sm = C(1) / (C(1) + exp_(r));
+  return ORDER == 1 ? s + r * s * sm : s * sm * (C(2) + r * (sm - s));
 }
 
 // The forward of one element: clamp(act(x + b) * gain). NaN stays NaN, as with torch.clamp.

@@ -55,6 +55,19 @@ GK_HD C max_(C a, C b) {
 
 }  // namespace detail
 
+// Blocks of `threads` threads for `work` items in a grid-stride loop: enough to fill any GPU, not more.
+inline unsigned int grid_for(int64_t work, int threads) {
+  const int64_t blocks = (work + threads - 1) / threads;
+  return static_cast<unsigned int>(blocks < 1 ? 1 : blocks > (int64_t(1) << 20) ? (int64_t(1) << 20) : blocks);
+}
+
+// Whether a signed 32-bit index is safe for the grid-stride loop `for (i = block * threads + thread; i < work;
+// i += blocks * threads)` with grid_for(work, threads) blocks: the largest index it forms is the one that ends the
+// loop, below work - 1 + blocks * threads (with 2^20 blocks of 256 threads, work above 2^31 - 2^28 = 1.88e9 wraps).
+inline bool grid_stride_fits_int32(int64_t work, int threads) {
+  return work - 1 + int64_t(grid_for(work, threads)) * threads <= int64_t(INT32_MAX);
+}
+
 // The cudaError_t of a failed launch as text (csrc/cuda/common.cu); defined only in CUDA builds.
 const char* cuda_error_string(int code);
 
