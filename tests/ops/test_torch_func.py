@@ -40,9 +40,12 @@ def _cases():
     yield "conv2d_resample", "conv2d", lambda x, w: ops.conv2d_resample(x, w, FILTER, up=2, padding=1), (
         _t(1, 2, 3, 3), _t(2, 2, 3, 3))  # fmt: skip
     for fused in (False, True):
-        yield f"modulated_conv2d_fused{int(fused)}", "modulated_conv2d", (
-            lambda x, w, s, fused=fused: ops.modulated_conv2d(x, w, s, padding=1, fused_modconv=fused)
-        ), (x, _t(4, 3, 3, 3), _t(2, 3) + 1.5)
+        yield (
+            f"modulated_conv2d_fused{int(fused)}",
+            "modulated_conv2d",
+            (lambda x, w, s, fused=fused: ops.modulated_conv2d(x, w, s, padding=1, fused_modconv=fused)),
+            (x, _t(4, 3, 3, 3), _t(2, 3) + 1.5),
+        )
     yield "modulated_conv2d_epilogue", "modulated_conv2d", lambda y, d, b: ops.modconv_pieces.modulated_conv2d_epilogue(
         y, d, None, b, act="lrelu"), (x, _t(2, 3).abs() + 0.5, _t(3))  # fmt: skip
     yield "minibatch_std", "minibatch_std", lambda x: ops.minibatch_std(x, 2), (_t(4, 4, 3, 3) + 3,)
