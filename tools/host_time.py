@@ -4,7 +4,8 @@ backend (`ours`, the C++ kernels) beside the same math in plain eager PyTorch (`
 
     python tools/host_time.py [--reps 2000] [--repeat 7]
 
-Best of --repeat runs of --reps calls each, in microseconds per call, one thread. benchmarks/NOTES.md has the table.
+Best of --repeat runs of --reps calls each, in microseconds per call, one thread, timed by the thread's CPU clock
+(time.thread_time: on a shared machine, time spent descheduled does not count). benchmarks/NOTES.md has the table.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ def _best(fn, reps: int, repeat: int) -> float:
         fn()
     best = float("inf")
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         for _ in range(reps):
             fn()
-        best = min(best, (time.perf_counter() - t0) / reps)
+        best = min(best, (time.thread_time() - t0) / reps)
     return best * 1e6
 
 
