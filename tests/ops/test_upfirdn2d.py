@@ -12,7 +12,7 @@ import torch.nn.functional as F
 import gankernels
 from gankernels import ops
 from gankernels.ops._common import memory_format
-from gankernels.ops.upfirdn2d import _upfirdn2d_op
+from gankernels.ops.upfirdn2d import _upfirdn2d
 from gankernels.reference import upfirdn2d as ref
 from tests.conftest import HAS_CUDA, backends_for
 
@@ -307,7 +307,7 @@ def test_opcheck(backend, device):
         (xc, _filter([3, 2], device), 1, 2, 3, 1, -1, 2, 1, 0, True, 0.5, backend),
         (xc, _filter([9], device), 2, 1, 1, 2, 4, 4, 4, 4, False, 1.5, backend),
     ]:
-        torch.library.opcheck(_upfirdn2d_op, args)
+        torch.library.opcheck(_upfirdn2d.custom, args)
 
 
 @pytest.mark.parametrize("backend,device", TARGETS)
