@@ -43,10 +43,18 @@ def test_nvlabs_network_gives_gen_images_images(tmp_path):
 
 
 def test_sample_is_deterministic_per_seed_and_batch_independent(G):
+    from gankernels.generate.latents import z_for_seeds
+
+    # A seed's latent does not depend on the other seeds of its call: bit for bit.
+    assert torch.equal(z_for_seeds([3, 1, 4], 8)[[2, 0]], z_for_seeds([4, 3], 8))
     a = generate.sample(G, [3, 1, 4], batch_size=2)
     b = generate.sample(G, [4, 3], batch_size=1)
     assert a.shape == (3, 3, 16, 16) and a.dtype == torch.float32 and a.abs().max() <= 1
-    torch.testing.assert_close(a[[2, 0]], b, rtol=1e-5, atol=1e-6)
+    # The images, to float32 rounding: the modulated convs run as one grouped conv over the batch, and oneDNN picks
+    # a different kernel for 1 and for 2 groups (seen: 1.6e-6 apart after the network, on values ~0.05). The same
+    # batch twice is exact.
+    torch.testing.assert_close(a[[2, 0]], b, rtol=1e-4, atol=1e-5)
+    assert torch.equal(generate.sample(G, [3, 1, 4], batch_size=2), a)
     r1 = generate.sample(G, [3, 1], noise_mode="random")
     r2 = generate.sample(G, [1], noise_mode="random")
     torch.testing.assert_close(r1[1:], r2)  # random noise seeded per image
