@@ -90,16 +90,14 @@ def define_op(
         setup_context(ctx, inputs, output)
         ctx.eager = True  # its backward runs the eager Functions too
 
-    op = Op(name, custom, None)
     function = type(f"{_camel(name)}Function", (_EagerFunction,), {
         "forward": staticmethod(impl),
         "setup_context": staticmethod(eager_setup),
         "backward": staticmethod(backward),
         "vmap": staticmethod(_vmap_rule(lambda *a: function.apply(*a), vmap)),
     })  # fmt: skip
-    op.function = function
     torch.library.register_vmap(custom, _vmap_rule(custom, vmap))
-    return op
+    return Op(name, custom, function)
 
 
 def _camel(name: str) -> str:
@@ -122,20 +120,15 @@ def _vmap_rule(run: Callable, spec):
 
 
 def _foldable(folds, in_dims, args) -> bool:
+    """Every output has a batch axis, and every vmapped input folds along axis 0."""
     in_axes, out_axes = folds
-    if any(a is None for a in out_axes):
-        return False
-    mapped = [i for i, d in enumerate(in_dims) if d is not None]
-    return all(in_axes[i] is not None for i in mapped) and all(in_axes[i] == 0 for i in mapped)
+    return all(a is not None for a in out_axes) and all(in_axes[i] == 0 for i, d in enumerate(in_dims) if d is not None)
 
 
 def _fold(run, size, folds, in_dims, args):
-    in_axes, out_axes = folds
-    inner = None  # the op's own batch size
-    for i, d in enumerate(in_dims):
-        if d is not None:
-            inner = args[i].movedim(d, 0).shape[1]
-            break
+    in_axes = folds[0]
+    first = next(i for i, d in enumerate(in_dims) if d is not None)
+    inner = args[first].movedim(in_dims[first], 0).shape[1]  # the op's own batch size
     folded = list(args)
     for i, a in enumerate(args):
         if in_axes[i] is None or not isinstance(a, torch.Tensor):
