@@ -15,6 +15,7 @@ from .latents import (
     check_class,
     check_options,
     check_seeds,
+    check_space,
     conditioning,
     images_for_z,
     lerp,
@@ -153,10 +154,7 @@ def interpolate(net, seeds, frames: int, space: str = "z", spherical: bool = Fal
     seeds = check_seeds(seeds, minimum=2)
     if isinstance(frames, bool) or not isinstance(frames, int) or frames < 2:
         raise ValueError(f"frames must be an int >= 2, got {frames!r}")
-    if space not in ("z", "w"):
-        raise ValueError(f"space must be 'z' or 'w', got {space!r}")
-    if space == "w":
-        need_w(net, "interpolation in W (--space w)")
+    check_space(net, space, "interpolation")
     check_class(net, class_idx)
     check_options(net, truncation_psi, truncation_cutoff, noise_mode)
     keys = z_for_seeds(seeds, net.z_dim)
@@ -189,10 +187,7 @@ def latent_arithmetic(net, expr, space: str = "z", class_idx=None, truncation_ps
     terms = parse_expression(expr) if isinstance(expr, str) else [(int(s), check_seeds(x, "expr")) for s, x in expr]
     if not terms or any(s not in (1, -1) for s, _ in terms):
         raise ValueError("expr: terms must be (sign +1 or -1, [seeds]) pairs, at least one")
-    if space not in ("z", "w"):
-        raise ValueError(f"space must be 'z' or 'w', got {space!r}")
-    if space == "w":
-        need_w(net, "arithmetic in W (--space w)")
+    check_space(net, space, "arithmetic")
     check_class(net, class_idx)
     check_options(net, truncation_psi, truncation_cutoff, noise_mode)
 

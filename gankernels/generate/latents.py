@@ -88,6 +88,14 @@ def need_w(net: Network, what: str) -> None:
         raise ValueError(f"{what} needs a StyleGAN2 network (W space); this is a {net.kind}")
 
 
+def check_space(net: Network, space: str, what: str) -> None:
+    """space "z" or "w" (W only on a StyleGAN2); `what` names the operation in the error."""
+    if space not in ("z", "w"):
+        raise ValueError(f"space must be 'z' or 'w', got {space!r}")
+    if space == "w":
+        need_w(net, f"{what} in W (--space w)")
+
+
 def conditioning(net: Network, class_idx, n: int):
     """What G takes for the class: one-hot c [n, c_dim] (StyleGAN2; [n, 0] unconditional), int64 labels [n]
     (conditional DCGAN) or None."""
