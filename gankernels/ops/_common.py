@@ -56,6 +56,61 @@ def check_dim(dim, ndim: int, name: str = "dim") -> int:
     return dim % ndim
 
 
+def check_int_at_least(v, name: str, minimum: int) -> int:
+    v = check_int(v, name)
+    if v < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {v}")
+    return v
+
+
+def check_bool(v, name: str) -> bool:
+    if not isinstance(v, (bool, numbers.Integral)):
+        raise TypeError(f"{name} must be a bool, got {type(v).__name__}")
+    return bool(v)
+
+
+def check_act(act, activations) -> str:
+    """act: a name in `activations` (a dict of the activations an op knows)."""
+    if not isinstance(act, str):
+        raise TypeError(f"act must be a str, got {type(act).__name__}")
+    if act not in activations:
+        raise ValueError(f"act: unknown activation {act!r}; expected one of {sorted(activations)}")
+    return act
+
+
+def int_pair(v, name: str, minimum: int, kinds: str = "an int or a pair of ints") -> list[int]:
+    """v: an int (for both), or a sequence of one (for both) or two ints, each >= minimum. Returns [v0, v1]."""
+    if isinstance(v, numbers.Integral) and not isinstance(v, bool):
+        v = [v]
+    if not isinstance(v, (list, tuple, torch.Size)) or len(v) not in (1, 2):
+        raise TypeError(f"{name} must be {kinds}, got {v!r}")
+    v = [check_int(e, name) for e in v] * (3 - len(v))
+    if min(v) < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {name}={v[:2]}")
+    return v[:2]
+
+
+def check_4d(t, name: str, dims: str = "[N, C, H, W]") -> torch.Tensor:
+    check_float_tensor(t, name)
+    if t.dim() != 4:
+        raise ValueError(f"{name} must be 4-D {dims}, got shape {list(t.shape)}")
+    return t
+
+
+def check_on(t, name: str, like: torch.Tensor, like_name: str, dtype: bool = False) -> None:
+    """t: None, or a float tensor on like's device (and of its dtype when `dtype`)."""
+    if t is not None:
+        check_float_tensor(t, name)
+        check_same(t, like, name, like_name, dtype=dtype)
+
+
+def check_shaped(t, name: str, shape, dims: str, like: torch.Tensor, like_name: str, dtype: bool = False) -> None:
+    """t: None, or a float tensor of shape `shape` (written `dims`, e.g. "[N, O]") on like's device (and dtype)."""
+    check_on(t, name, like, like_name, dtype)
+    if t is not None and list(t.shape) != list(shape):
+        raise ValueError(f"{name} must have shape {dims} = {list(shape)}, got {list(t.shape)}")
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Memory layouts. Kernels work on the flat memory of a dense tensor; the layout says how coordinates map onto it.
 
@@ -74,6 +129,15 @@ def memory_format(t: torch.Tensor) -> torch.memory_format:
 def dense(t: torch.Tensor, fmt: torch.memory_format | None = None) -> torch.Tensor:
     """`t` stored densely in `fmt` (default: its own format); a copy only when it is not already."""
     return t.contiguous(memory_format=memory_format(t) if fmt is None else fmt)
+
+
+def empty_like(t: torch.Tensor) -> torch.Tensor:
+    """An empty tensor like `t`, in t's memory format."""
+    return torch.empty_like(t, memory_format=memory_format(t))
+
+
+def contiguous(*ts: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+    return tuple(None if t is None else t.contiguous() for t in ts)
 
 
 def dim_order(ndim: int, fmt: torch.memory_format) -> list[int]:
@@ -111,43 +175,10 @@ def kernels(backend: str, op: str):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Gradient helpers (the op definitions themselves: _define.define_op)
+# Gradient helpers (the op definitions themselves, and through_reference: _define)
 
 
 def reduce_to(t: torch.Tensor, dim: int) -> torch.Tensor:
     """Sum over every dimension but `dim` (the gradient of a bias broadcast along `dim`)."""
     dims = [d for d in range(t.dim()) if d != dim]
     return t.sum(dim=dims) if dims else t
-
-
-def through_reference(formula, saved, needs, grad_outputs, params=()):
-    """Gradients of <grad_outputs, formula(*saved, *params)> with respect to the saved tensors that need one, by
-    autograd through the reference formula: differentiable again, so any order works. A saved tensor in the graph is
-    differentiated through an alias (view_as), so that autograd neither follows it further back nor frees the graph.
-    formula returns a tensor or a tuple (None entries allowed), matched with grad_outputs; a wanted tensor without a
-    path gets zeros. The backward of every gradient op whose own backward is its reference formula."""
-    wanted = [i for i, t in enumerate(saved) if needs[i] and t is not None]
-    grads = [None] * len(saved)
-    if not wanted:
-        return grads
-    create_graph = torch.is_grad_enabled()  # inside a backward: whether that backward builds a graph
-    with torch.enable_grad():
-        inputs = list(saved)
-        for i in wanted:
-            t = inputs[i]
-            inputs[i] = t.view_as(t) if t.requires_grad else t.detach().requires_grad_(True)
-        outs = formula(*inputs, *params)
-        outs = (outs,) if isinstance(outs, torch.Tensor) else outs
-        pairs = [(o, go) for o, go in zip(outs, grad_outputs, strict=True) if o is not None and go is not None]
-        pairs = [(o, go) for o, go in pairs if o.requires_grad]
-        if pairs:
-            found = torch.autograd.grad(
-                [o for o, _ in pairs], [inputs[i] for i in wanted], [go for _, go in pairs],
-                create_graph=create_graph, allow_unused=True,
-            )  # fmt: skip
-            for i, gi in zip(wanted, found, strict=True):
-                grads[i] = gi
-    for i in wanted:  # no path (e.g. the mask of a clamp): zeros
-        if grads[i] is None:
-            grads[i] = torch.zeros_like(saved[i])
-    return grads

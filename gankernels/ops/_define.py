@@ -67,6 +67,7 @@ class _EagerFunction(torch.autograd.Function):
 
 def define_op(
     name: str,
+    schema: str,
     impl: Callable,
     *,
     fake: Callable,
@@ -76,13 +77,13 @@ def define_op(
 ) -> Op:
     """Declare op `gankernels::<name>`.
 
-    impl(*args): the computation (type-annotated: the custom op's schema is inferred from it); fake(*args): empty
-    outputs of the right shape, dtype and layout; setup_context(ctx, inputs, output) and backward(ctx, *grads) as
-    torch.library.register_autograd wants them (backward returns one gradient or None per input); vmap: a VmapSpec
-    (or a callable giving one per call) to fold a vmapped dimension into the op's batch, else the op runs once per
-    vmapped index.
+    schema: the op's arguments and results in torch's schema language, e.g. "(Tensor x, Tensor? b, float gain) ->
+    Tensor"; impl(*args): the computation; fake(*args): empty outputs of the right shape, dtype and layout;
+    setup_context(ctx, inputs, output) and backward(ctx, *grads) as torch.library.register_autograd wants them
+    (backward returns one gradient or None per input); vmap: a VmapSpec (or a callable giving one per call) to fold a
+    vmapped dimension into the op's batch, else the op runs once per vmapped index.
     """
-    custom = torch.library.custom_op(f"gankernels::{name}", impl, mutates_args=())
+    custom = torch.library.custom_op(f"gankernels::{name}", impl, mutates_args=(), schema=schema)
     custom.register_fake(fake)
     custom.register_autograd(backward, setup_context=setup_context)
 
@@ -98,6 +99,46 @@ def define_op(
     })  # fmt: skip
     torch.library.register_vmap(custom, _vmap_rule(custom, vmap))
     return Op(name, custom, function)
+
+
+def define_forward_op(name: str, schema: str, impl: Callable, *, fake: Callable, gradient: Op, saved: int,
+                      params: slice | None = None, save_output: bool = False, vmap=None) -> Op:
+    """An op whose backward is one call of its `gradient` op: gradient(g, <its first `saved` inputs (and its output
+    with save_output)>, <inputs[params]: default every input after the saved ones>) -> the gradients of the saved
+    inputs (those not needed are dropped)."""
+    params = slice(saved, None) if params is None else params
+
+    def setup(ctx, inputs, output):
+        ctx.save_for_backward(*inputs[:saved], *([output] if save_output else []))
+        ctx.params = inputs[params]
+
+    def backward(ctx, g):
+        tensors, needs = ctx.saved_tensors, ctx.needs_input_grad
+        grads = gradient(g, *tensors, *ctx.params, ctx=ctx)
+        grads = (grads,) if isinstance(grads, torch.Tensor) else grads
+        return (*[gi if needs[i] and tensors[i] is not None else None for i, gi in enumerate(grads)],
+                *[None] * (len(needs) - len(grads)))  # fmt: skip
+
+    return define_op(name, schema, impl, fake=fake, setup_context=setup, backward=backward, vmap=vmap)
+
+
+def define_gradient_op(name: str, schema: str, impl: Callable, *, fake: Callable, formula: Callable, saved: int,
+                       vmap=None) -> Op:
+    """A gradient op whose own backward is autograd through the reference `formula` (see through_reference),
+    so every order of gradient is exact. Its first `saved` inputs are tensors (the formula's differentiable
+    arguments), its last is the backend name, and those between are the formula's other arguments. No vmap spec
+    (the default) suits gradients that sum over the batch (a weight's, a bias's): the op runs once per vmapped index."""
+
+    def setup(ctx, inputs, output):
+        ctx.save_for_backward(*inputs[:saved])
+        ctx.params = inputs[saved:-1]
+        ctx.set_materialize_grads(False)
+
+    def backward(ctx, *grad_outputs):
+        grads = through_reference(formula, ctx.saved_tensors, ctx.needs_input_grad, grad_outputs, ctx.params)
+        return (*grads, *[None] * (len(ctx.needs_input_grad) - saved))
+
+    return define_op(name, schema, impl, fake=fake, setup_context=setup, backward=backward, vmap=vmap)
 
 
 def _camel(name: str) -> str:
@@ -152,3 +193,40 @@ def _loop(run, size, in_dims, args):
         return torch.stack(results), 0
     outs = tuple(torch.stack([r[k] for r in results]) for k in range(len(results[0])))
     return outs, tuple(0 for _ in outs)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Backward through a reference formula
+
+
+def through_reference(formula, saved, needs, grad_outputs, params=()):
+    """Gradients of <grad_outputs, formula(*saved, *params)> with respect to the saved tensors that need one, by
+    autograd through the reference formula: differentiable again, so any order works. A saved tensor in the graph is
+    differentiated through an alias (view_as), so that autograd neither follows it further back nor frees the graph.
+    formula returns a tensor or a tuple (None entries allowed), matched with grad_outputs; a wanted tensor without a
+    path gets zeros. The backward of every gradient op whose own backward is its reference formula."""
+    wanted = [i for i, t in enumerate(saved) if needs[i] and t is not None]
+    grads = [None] * len(saved)
+    if not wanted:
+        return grads
+    create_graph = torch.is_grad_enabled()  # inside a backward: whether that backward builds a graph
+    with torch.enable_grad():
+        inputs = list(saved)
+        for i in wanted:
+            t = inputs[i]
+            inputs[i] = t.view_as(t) if t.requires_grad else t.detach().requires_grad_(True)
+        outs = formula(*inputs, *params)
+        outs = (outs,) if isinstance(outs, torch.Tensor) else outs
+        pairs = [(o, go) for o, go in zip(outs, grad_outputs, strict=True) if o is not None and go is not None]
+        pairs = [(o, go) for o, go in pairs if o.requires_grad]
+        if pairs:
+            found = torch.autograd.grad(
+                [o for o, _ in pairs], [inputs[i] for i in wanted], [go for _, go in pairs],
+                create_graph=create_graph, allow_unused=True,
+            )  # fmt: skip
+            for i, gi in zip(wanted, found, strict=True):
+                grads[i] = gi
+    for i in wanted:  # no path (e.g. the mask of a clamp): zeros
+        if grads[i] is None:
+            grads[i] = torch.zeros_like(saved[i])
+    return grads
