@@ -16,12 +16,14 @@ import torch
 from .. import backend as _backend
 from ..reference import bias_act as ref
 from ._common import (
+    check_act,
     check_dim,
     check_float_tensor,
     check_int,
     check_real,
     check_same,
     dense,
+    empty_like,
     inner_step,
     kernels,
     memory_format,
@@ -36,26 +38,13 @@ def _launch_args(t: torch.Tensor, dim: int, act: str):
     return inner_step(t.shape, memory_format(t), dim), t.shape[dim], ACTIVATIONS[act].index
 
 
-def _empty_like(t: torch.Tensor) -> torch.Tensor:
-    return torch.empty_like(t, memory_format=memory_format(t))
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Forward op
 
 
-def _bias_act_impl(
-    x: torch.Tensor,
-    b: torch.Tensor | None,
-    dim: int,
-    act: str,
-    alpha: float,
-    gain: float,
-    clamp: float,
-    backend: str,
-) -> torch.Tensor:
+def _bias_act_impl(x, b, dim, act, alpha, gain, clamp, backend):
     x = dense(x)
-    y = _empty_like(x)
+    y = empty_like(x)
     if y.numel():
         step, size, act_index = _launch_args(x, dim, act)
         b = None if b is None else b.contiguous()
@@ -64,7 +53,7 @@ def _bias_act_impl(
 
 
 def _bias_act_fake(x, b, dim, act, alpha, gain, clamp, backend):
-    return _empty_like(x)
+    return empty_like(x)
 
 
 def _bias_act_setup(ctx, inputs, output):
@@ -96,8 +85,10 @@ def _elementwise(tensors: tuple[int, ...], dim_at: int):
     return spec
 
 
-_bias_act = define_op("bias_act", _bias_act_impl, fake=_bias_act_fake, setup_context=_bias_act_setup,
-                      backward=_bias_act_backward, vmap=_elementwise((0,), 2))  # fmt: skip
+_SCALARS = "int dim, str act, float alpha, float gain, float clamp, str backend"  # of all three ops
+_bias_act = define_op("bias_act", f"(Tensor x, Tensor? b, {_SCALARS}) -> Tensor", _bias_act_impl,
+                      fake=_bias_act_fake, setup_context=_bias_act_setup, backward=_bias_act_backward,
+                      vmap=_elementwise((0,), 2))  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -108,7 +99,7 @@ def _run_grad(g, m, x, b, y, dim, act, alpha, gain, clamp, backend, order, want_
     """(gradient, bias-gradient partials or None) from the backend's kernel."""
     lead = _lead(g, x, y)
     fmt = memory_format(lead)
-    out = _empty_like(lead)
+    out = empty_like(lead)
     partial = None
     if out.numel():
         g, m, x, y = (None if t is None else dense(t, fmt) for t in (g, m, x, y))
@@ -120,20 +111,7 @@ def _run_grad(g, m, x, b, y, dim, act, alpha, gain, clamp, backend, order, want_
     return out, partial
 
 
-def _bias_act_grad_impl(
-    g: torch.Tensor,
-    m: torch.Tensor | None,
-    x: torch.Tensor | None,
-    b: torch.Tensor | None,
-    y: torch.Tensor | None,
-    dim: int,
-    act: str,
-    alpha: float,
-    gain: float,
-    clamp: float,
-    backend: str,
-    order: int,
-) -> torch.Tensor:
+def _bias_act_grad_impl(g, m, x, b, y, dim, act, alpha, gain, clamp, backend, order):
     return _run_grad(g, m, x, b, y, dim, act, alpha, gain, clamp, backend, order, False)[0]
 
 
@@ -143,7 +121,7 @@ def _lead(g, x, y):
 
 
 def _bias_act_grad_fake(g, m, x, b, y, dim, act, alpha, gain, clamp, backend, order):
-    return _empty_like(_lead(g, x, y))
+    return empty_like(_lead(g, x, y))
 
 
 def _grad(g, m, x, b, y, dim, act, alpha, gain, clamp, backend, order, ctx):
@@ -206,7 +184,8 @@ def _third_order(go, g, m, x, b, y, dim, act, alpha, gain, clamp):
     return dr
 
 
-_bias_act_grad = define_op("bias_act_grad", _bias_act_grad_impl, fake=_bias_act_grad_fake,
+_bias_act_grad = define_op("bias_act_grad", f"(Tensor g, Tensor? m, Tensor? x, Tensor? b, Tensor? y, {_SCALARS}, "
+                           "int order) -> Tensor", _bias_act_grad_impl, fake=_bias_act_grad_fake,
                            setup_context=_bias_act_grad_setup, backward=_bias_act_grad_backward,
                            vmap=_elementwise((0, 1, 2, 4), 5))  # fmt: skip
 
@@ -216,25 +195,14 @@ _bias_act_grad = define_op("bias_act_grad", _bias_act_grad_impl, fake=_bias_act_
 # fuses the reduction into the same pass (NCHW rows); elsewhere it is a separate sum.
 
 
-def _bias_act_grad_db_impl(
-    g: torch.Tensor,
-    x: torch.Tensor | None,
-    b: torch.Tensor | None,
-    y: torch.Tensor | None,
-    dim: int,
-    act: str,
-    alpha: float,
-    gain: float,
-    clamp: float,
-    backend: str,
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _bias_act_grad_db_impl(g, x, b, y, dim, act, alpha, gain, clamp, backend):
     dx, partial = _run_grad(g, None, x, b, y, dim, act, alpha, gain, clamp, backend, 1, True)
     db = reduce_to(dx, dim) if partial is None else partial.sum(dim=(0, 2)).to(dx.dtype)
     return dx, db
 
 
 def _bias_act_grad_db_fake(g, x, b, y, dim, act, alpha, gain, clamp, backend):
-    return _empty_like(_lead(g, x, y)), g.new_empty([g.shape[dim]])
+    return empty_like(_lead(g, x, y)), g.new_empty([g.shape[dim]])
 
 
 def _bias_act_grad_db_setup(ctx, inputs, output):
@@ -258,7 +226,9 @@ def _bias_act_grad_db_backward(ctx, gdx, gdb):
 
 
 # db sums over the batch: under vmap this op runs once per vmapped index
-_bias_act_grad_db = define_op("bias_act_grad_db", _bias_act_grad_db_impl, fake=_bias_act_grad_db_fake,
+_bias_act_grad_db = define_op("bias_act_grad_db",
+                              f"(Tensor g, Tensor? x, Tensor? b, Tensor? y, {_SCALARS}) -> (Tensor, Tensor)",
+                              _bias_act_grad_db_impl, fake=_bias_act_grad_db_fake,
                               setup_context=_bias_act_grad_db_setup, backward=_bias_act_grad_db_backward)  # fmt: skip
 
 
@@ -268,10 +238,7 @@ _bias_act_grad_db = define_op("bias_act_grad_db", _bias_act_grad_db_impl, fake=_
 
 def _check_args(x, b, dim, act, alpha, gain, clamp):
     check_float_tensor(x, "x")
-    if not isinstance(act, str):
-        raise TypeError(f"act must be a str, got {type(act).__name__}")
-    if act not in ACTIVATIONS:
-        raise ValueError(f"act: unknown activation {act!r}; expected one of {sorted(ACTIVATIONS)}")
+    check_act(act, ACTIVATIONS)
     if x.dim() == 0:
         raise ValueError("x must have at least one dimension")
     if b is None:

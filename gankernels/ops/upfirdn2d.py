@@ -17,11 +17,14 @@ from .. import backend as _backend
 from ..reference import upfirdn2d as ref
 from ..reference.upfirdn2d import CPU
 from ._common import (
+    check_4d,
+    check_bool,
     check_float_tensor,
     check_int,
     check_real,
     check_same,
     dense,
+    int_pair,
     kernels,
     memory_format,
 )
@@ -45,21 +48,7 @@ def _empty(x: torch.Tensor, shape) -> torch.Tensor:
     return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=memory_format(x))
 
 
-def _upfirdn2d_impl(
-    x: torch.Tensor,
-    f: torch.Tensor,
-    upx: int,
-    upy: int,
-    downx: int,
-    downy: int,
-    padx0: int,
-    padx1: int,
-    pady0: int,
-    pady1: int,
-    flip: bool,
-    gain: float,
-    backend: str,
-) -> torch.Tensor:
+def _upfirdn2d_impl(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1, flip, gain, backend):
     x = dense(x)
     out = _empty(x, _out_shape(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1))
     if out.numel() == 0:
@@ -106,7 +95,9 @@ def _upfirdn2d_backward(ctx, dy):
 
 
 # Each image is resampled on its own: a vmapped dimension folds into the batch (the filter is shared).
-_upfirdn2d = define_op("upfirdn2d", _upfirdn2d_impl, fake=_upfirdn2d_fake, setup_context=_upfirdn2d_setup,
+_upfirdn2d = define_op("upfirdn2d", "(Tensor x, Tensor f, int upx, int upy, int downx, int downy, int padx0, "
+                       "int padx1, int pady0, int pady1, bool flip, float gain, str backend) -> Tensor",
+                       _upfirdn2d_impl, fake=_upfirdn2d_fake, setup_context=_upfirdn2d_setup,
                        backward=_upfirdn2d_backward, vmap=([0] + [None] * 12, [0]))  # fmt: skip
 
 
@@ -114,23 +105,13 @@ _upfirdn2d = define_op("upfirdn2d", _upfirdn2d_impl, fake=_upfirdn2d_fake, setup
 # Argument checks
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
-def _parse_scaling(scaling, name: str) -> tuple[int, int]:
-    if _is_int(scaling):
-        scaling = [scaling, scaling]
-    if not isinstance(scaling, (list, tuple)) or len(scaling) != 2:
-        raise TypeError(f"{name} must be an int or a pair [{name}x, {name}y] of ints, got {scaling!r}")
-    sx, sy = (check_int(s, name) for s in scaling)
-    if sx < 1 or sy < 1:
-        raise ValueError(f"{name} factors must be >= 1, got {name}={scaling!r}")
-    return sx, sy
+def _parse_scaling(scaling, name: str) -> list[int]:
+    return int_pair(scaling, name, 1, kinds=f"an int or a pair [{name}x, {name}y] of ints")
 
 
 def _parse_padding(padding) -> tuple[int, int, int, int]:
-    if _is_int(padding):
+    """The one parser of 4-sided padding (upfirdn2d and conv2d_resample): int, [x, y] or [x0, x1, y0, y1]."""
+    if isinstance(padding, numbers.Integral) and not isinstance(padding, bool):
         padding = [padding, padding]
     if not isinstance(padding, (list, tuple)):
         raise TypeError(f"padding must be an int, [x, y] or [x0, x1, y0, y1], got {type(padding).__name__}")
@@ -154,13 +135,6 @@ def _check_filter(f, x: torch.Tensor) -> torch.Tensor:
     if f.requires_grad:
         raise ValueError("f requires grad, but gradients with respect to f are not supported; pass f.detach()")
     return f
-
-
-def _check_x(x) -> torch.Tensor:
-    check_float_tensor(x, "x")
-    if x.dim() != 4:
-        raise ValueError(f"x must be 4-D [N, C, H, W], got shape {list(x.shape)}")
-    return x
 
 
 def _filter_size(f) -> tuple[int, int]:
@@ -198,13 +172,12 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1):
     [N, C, (H * upy + pady0 + pady1 - fh) // downy + 1, (W * upx + padx0 + padx1 - fw) // downx + 1].
     Differentiable to any order with respect to x, on every backend.
     """
-    _check_x(x)
+    check_4d(x, "x")
     f = _check_filter(f, x)
     upx, upy = _parse_scaling(up, "up")
     downx, downy = _parse_scaling(down, "down")
     padx0, padx1, pady0, pady1 = _parse_padding(padding)
-    if not isinstance(flip_filter, (bool, numbers.Integral)):
-        raise TypeError(f"flip_filter must be a bool, got {type(flip_filter).__name__}")
+    flip_filter = check_bool(flip_filter, "flip_filter")
     gain = check_real(gain, "gain")
     fw, fh = ref.filter_size(f)
     _, _, h, w = x.shape
@@ -215,8 +188,8 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1):
         )
     name = _backend.resolve("upfirdn2d", x.device.type)
     if name == "ref":
-        return ref.upfirdn2d(x, f, [upx, upy], [downx, downy], [padx0, padx1, pady0, pady1], bool(flip_filter), gain)
-    args = (upx, upy, downx, downy, padx0, padx1, pady0, pady1, bool(flip_filter), gain, name)
+        return ref.upfirdn2d(x, f, [upx, upy], [downx, downy], [padx0, padx1, pady0, pady1], flip_filter, gain)
+    args = (upx, upy, downx, downy, padx0, padx1, pady0, pady1, flip_filter, gain, name)
     return _upfirdn2d(dense(x), f, *args)
 
 
