@@ -95,8 +95,8 @@ def _upfirdn2d_backward(ctx, dy):
 
 
 # Each image is resampled on its own: a vmapped dimension folds into the batch (the filter is shared).
-_upfirdn2d = define_op("upfirdn2d", "(Tensor x, Tensor f, int upx, int upy, int downx, int downy, int padx0, "
-                       "int padx1, int pady0, int pady1, bool flip, float gain, str backend) -> Tensor",
+_INTS = ", ".join(f"SymInt {n}" for n in ("upx", "upy", "downx", "downy", "padx0", "padx1", "pady0", "pady1"))
+_upfirdn2d = define_op("upfirdn2d", f"(Tensor x, Tensor f, {_INTS}, bool flip, float gain, str backend) -> Tensor",
                        _upfirdn2d_impl, fake=_upfirdn2d_fake, setup_context=_upfirdn2d_setup,
                        backward=_upfirdn2d_backward, vmap=([0] + [None] * 12, [0]))  # fmt: skip
 
