@@ -17,13 +17,12 @@ backward is traced once, ahead of time, and must stay correct whenever it runs.
 from __future__ import annotations
 
 import contextlib
-import numbers
 
 import torch
 import torch.nn.functional as F
 
 from ..reference.conv2d import resample_padding
-from ._common import check_float_tensor, check_int, check_same
+from ._common import check_4d, check_float_tensor, check_int_at_least, check_same, check_shaped, int_pair
 from ._define import define_op
 from .upfirdn2d import _parse_padding, upfirdn2d
 
@@ -83,27 +82,19 @@ def _from_one_leaf(node, limit: int = 16) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Custom ops
+# Custom ops. After its tensors each takes the convolution's params, _PARAMS, in the order of torch's
+# aten.convolution and aten.convolution_backward (the "params" that a backward keeps in ctx.params and passes on).
+# Their types are infer_schema's for list[int] and int: SymInt, symbolic sizes under torch.compile's dynamic shapes.
+
+_PARAMS = (
+    "SymInt[] stride, SymInt[] padding, SymInt[] dilation, bool transposed, SymInt[] output_padding, SymInt groups"
+)
 
 
 def _conv(x, weight, bias, stride, padding, dilation, transposed, output_padding, groups):
     if transposed:
         return F.conv_transpose2d(x, weight, bias, stride, padding, output_padding, groups, dilation)
     return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
-
-
-def _conv2d_impl(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None,
-    stride: list[int],
-    padding: list[int],
-    dilation: list[int],
-    transposed: bool,
-    output_padding: list[int],
-    groups: int,
-) -> torch.Tensor:
-    return _conv(x, weight, bias, stride, padding, dilation, transposed, output_padding, groups)
 
 
 def _conv2d_setup(ctx, inputs, output):
@@ -132,8 +123,8 @@ def _conv2d_backward(ctx, dy):
 
 # The fake is torch's own meta kernels: the exact output shape and memory format. Images fold into the batch under
 # vmap when the weight and bias are shared.
-_conv2d = define_op("conv2d", _conv2d_impl, fake=_conv, setup_context=_conv2d_setup, backward=_conv2d_backward,
-                    vmap=([0] + [None] * 8, [0]))  # fmt: skip
+_conv2d = define_op("conv2d", f"(Tensor x, Tensor weight, Tensor? bias, {_PARAMS}) -> Tensor", _conv, fake=_conv,
+                    setup_context=_conv2d_setup, backward=_conv2d_backward, vmap=([0] + [None] * 8, [0]))  # fmt: skip
 
 
 def _input_grad(dy, weight, input_shape, params, ctx):
@@ -141,10 +132,8 @@ def _input_grad(dy, weight, input_shape, params, ctx):
     stride, padding, dilation, transposed, output_padding, groups = params
     if not transposed:
         # the output_padding that makes conv^T(dy) exactly as large as x (rows the strided conv never read)
-        extra = []
-        for i in range(2):
-            span = dilation[i] * (weight.shape[i + 2] - 1) + 1
-            extra.append(input_shape[i + 2] - ((dy.shape[i + 2] - 1) * stride[i] - 2 * padding[i] + span))
+        span = _span(weight, dilation)
+        extra = [input_shape[i + 2] - ((dy.shape[i + 2] - 1) * stride[i] - 2 * padding[i] + span[i]) for i in range(2)]
         return _conv2d(dy, weight, None, stride, padding, dilation, True, extra, groups, ctx=ctx)
     dx = _conv2d(dy, weight, None, stride, padding, dilation, False, [0, 0], groups, ctx=ctx)
     if dx.shape[2] != input_shape[2] or dx.shape[3] != input_shape[3]:  # output_padding >= stride (dilation > stride)
@@ -152,26 +141,9 @@ def _input_grad(dy, weight, input_shape, params, ctx):
     return dx
 
 
-def _weight_grad_op_impl(
-    dy: torch.Tensor,
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    stride: list[int],
-    padding: list[int],
-    dilation: list[int],
-    transposed: bool,
-    output_padding: list[int],
-    groups: int,
-) -> torch.Tensor:
+def _weight_grad(dy, x, weight, *params):
     """dL/dweight of y = conv(x, weight) given dy = dL/dy. `weight` gives the shape and layout, not values."""
-    return _weight_grad_impl(dy, x, weight, stride, padding, dilation, transposed, output_padding, groups)
-
-
-def _weight_grad_impl(dy, x, weight, stride, padding, dilation, transposed, output_padding, groups):
-    mask = [False, True, False]
-    return torch.ops.aten.convolution_backward(
-        dy, x, weight, None, stride, padding, dilation, transposed, output_padding, groups, mask
-    )[1]
+    return torch.ops.aten.convolution_backward(dy, x, weight, None, *params, [False, True, False])[1]
 
 
 def _weight_grad_setup(ctx, inputs, output):
@@ -194,30 +166,15 @@ def _weight_grad_backward(ctx, g):
 
 
 # The weight gradient sums over the batch: under vmap it runs once per vmapped index.
-_conv2d_weight_grad = define_op("conv2d_weight_grad", _weight_grad_op_impl, fake=_weight_grad_impl,
-                                setup_context=_weight_grad_setup, backward=_weight_grad_backward)  # fmt: skip
+_conv2d_weight_grad = define_op("conv2d_weight_grad", f"(Tensor dy, Tensor x, Tensor weight, {_PARAMS}) -> Tensor",
+                                _weight_grad, fake=_weight_grad, setup_context=_weight_grad_setup,
+                                backward=_weight_grad_backward)  # fmt: skip
 
 
-def _grads_op_impl(
-    dy: torch.Tensor,
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    stride: list[int],
-    padding: list[int],
-    dilation: list[int],
-    transposed: bool,
-    output_padding: list[int],
-    groups: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _grads(dy, x, weight, *params):
     """(dL/dx, dL/dweight) of y = conv(x, weight) given dy, in one torch.ops.aten.convolution_backward call: on CPU
     (oneDNN) one call is ~10% cheaper than the input and weight gradients apart (DCGAN step, benchmarks/NOTES.md)."""
-    return _grads_impl(dy, x, weight, stride, padding, dilation, transposed, output_padding, groups)
-
-
-def _grads_impl(dy, x, weight, stride, padding, dilation, transposed, output_padding, groups):
-    dx, dw, _ = torch.ops.aten.convolution_backward(
-        dy, x, weight, None, stride, padding, dilation, transposed, output_padding, groups, [True, True, False]
-    )
+    dx, dw, _ = torch.ops.aten.convolution_backward(dy, x, weight, None, *params, [True, True, False])
     return dx, dw
 
 
@@ -248,62 +205,40 @@ def _grads_backward(ctx, gdx, gdw):
     return ddy, dx, dweight, None, None, None, None, None, None
 
 
-_conv2d_grads = define_op("conv2d_grads", _grads_op_impl, fake=_grads_impl, setup_context=_grads_setup,
-                          backward=_grads_backward)  # fmt: skip
+_conv2d_grads = define_op("conv2d_grads", f"(Tensor dy, Tensor x, Tensor weight, {_PARAMS}) -> (Tensor, Tensor)",
+                          _grads, fake=_grads, setup_context=_grads_setup, backward=_grads_backward)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Argument checks
 
 
-def _pair(v, name: str, minimum: int) -> list[int]:
-    if isinstance(v, numbers.Integral) and not isinstance(v, bool):
-        v = [v, v]
-    if not isinstance(v, (list, tuple, torch.Size)) or len(v) not in (1, 2):
-        raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}")
-    v = [check_int(e, name) for e in v] * (3 - len(v))
-    if min(v) < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {name}={v}")
-    return v[:2]
-
-
-def _check_input(x, name: str) -> tuple[torch.Tensor, bool]:
-    check_float_tensor(x, name)
-    if x.dim() not in (3, 4):
-        raise ValueError(f"{name} must be 4-D [N, C, H, W] (or 3-D [C, H, W]), got shape {list(x.shape)}")
-    return (x.unsqueeze(0), True) if x.dim() == 3 else (x, False)
-
-
-def _check_weight_bias(weight, bias, x, out_channels_dim: int, groups: int) -> None:
-    check_float_tensor(weight, "weight")
-    if weight.dim() != 4:
-        raise ValueError(f"weight must be 4-D [O, I, kh, kw], got shape {list(weight.shape)}")
+def _check_conv_args(input, weight, bias, groups, transposed: bool) -> tuple[torch.Tensor, bool, int]:
+    """conv2d's (transposed: conv_transpose2d's) tensors and groups. Returns (input as 4-D, whether it was 3-D,
+    groups)."""
+    check_float_tensor(input, "input")
+    if input.dim() not in (3, 4):
+        raise ValueError(f"input must be 4-D [N, C, H, W] (or 3-D [C, H, W]), got shape {list(input.shape)}")
+    x = input.unsqueeze(0) if input.dim() == 3 else input
+    groups = check_int_at_least(groups, "groups", 1)
+    check_4d(weight, "weight", "[O, I, kh, kw]")
     check_same(weight, x, "weight", "input")
     if weight.shape[0] % groups != 0:
         raise ValueError(f"weight.shape[0]={weight.shape[0]} is not divisible by groups={groups}")
-    if bias is not None:
-        check_float_tensor(bias, "bias")
-        check_same(bias, x, "bias", "input")
-        out_channels = weight.shape[out_channels_dim] * (groups if out_channels_dim == 1 else 1)
-        if bias.dim() != 1 or bias.shape[0] != out_channels:
-            raise ValueError(f"bias must have shape [{out_channels}] (the output channels), got {list(bias.shape)}")
+    out_channels = weight.shape[1] * groups if transposed else weight.shape[0]
+    check_shaped(bias, "bias", [out_channels], "[O]", x, "input", dtype=True)
+    if transposed and x.shape[1] != weight.shape[0]:
+        raise ValueError(f"input has {x.shape[1]} channels but weight.shape[0] is {weight.shape[0]}")
+    if not transposed and x.shape[1] != weight.shape[1] * groups:
+        raise ValueError(
+            f"input has {x.shape[1]} channels but weight expects weight.shape[1] * groups = {weight.shape[1] * groups}"
+        )
+    return x, input.dim() == 3, groups
 
 
-def _check_groups(groups) -> int:
-    groups = check_int(groups, "groups")
-    if groups < 1:
-        raise ValueError(f"groups must be >= 1, got {groups}")
-    return groups
-
-
-def _check_output_size(x, weight, stride, padding, dilation) -> None:
-    for i in range(2):
-        span = dilation[i] * (weight.shape[i + 2] - 1) + 1
-        if x.shape[i + 2] + 2 * padding[i] < span:
-            raise ValueError(
-                f"input of size {list(x.shape[2:])} padded by {padding} is smaller than the dilated kernel "
-                f"{[dilation[j] * (weight.shape[j + 2] - 1) + 1 for j in range(2)]}; the output would be empty"
-            )
+def _span(weight, dilation) -> list[int]:
+    """The dilated kernel's size [dy (kh - 1) + 1, dx (kw - 1) + 1]."""
+    return [dilation[i] * (weight.shape[i + 2] - 1) + 1 for i in range(2)]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -317,19 +252,16 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     int or (sy, sx), default 1; padding: int, (py, px) or "valid" / "same", default 0; groups default 1.
     Returns [N, O, (H + 2 py - dy (kh - 1) - 1) // sy + 1, (W + 2 px - dx (kw - 1) - 1) // sx + 1].
     """
-    x, unbatched = _check_input(input, "input")
-    groups = _check_groups(groups)
-    _check_weight_bias(weight, bias, x, 0, groups)
-    if x.shape[1] != weight.shape[1] * groups:
-        raise ValueError(
-            f"input has {x.shape[1]} channels but weight expects weight.shape[1] * groups = {weight.shape[1] * groups}"
-        )
-    stride = _pair(stride, "stride", 1)
-    dilation = _pair(dilation, "dilation", 1)
+    x, unbatched, groups = _check_conv_args(input, weight, bias, groups, transposed=False)
+    stride = int_pair(stride, "stride", 1)
+    dilation = int_pair(dilation, "dilation", 1)
     if isinstance(padding, str):
         x, padding = _string_padding(x, weight, padding, stride, dilation)
-    padding = _pair(padding, "padding", 0)
-    _check_output_size(x, weight, stride, padding, dilation)
+    padding = int_pair(padding, "padding", 0)
+    span = _span(weight, dilation)
+    if x.shape[2] + 2 * padding[0] < span[0] or x.shape[3] + 2 * padding[1] < span[1]:
+        raise ValueError(f"input of size {list(x.shape[2:])} padded by {padding} is smaller than the dilated kernel "
+                         f"{span}; the output would be empty")  # fmt: skip
     y = _conv2d(x, weight, bias, stride, padding, dilation, False, [0, 0], groups)
     return y.squeeze(0) if unbatched else y
 
@@ -343,7 +275,7 @@ def _string_padding(x, weight, padding: str, stride, dilation):
         raise ValueError(f"padding must be an int, a pair of ints, 'valid' or 'same', got {padding!r}")
     if stride != [1, 1]:
         raise ValueError(f"padding='same' needs stride 1, got stride={stride}")
-    total = [dilation[i] * (weight.shape[i + 2] - 1) for i in range(2)]
+    total = [s - 1 for s in _span(weight, dilation)]
     if total[0] % 2 or total[1] % 2:
         x = F.pad(x, [0, total[1] % 2, 0, total[0] % 2])
     return x, [total[0] // 2, total[1] // 2]
@@ -356,20 +288,16 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     output_padding, dilation: int or (y, x), defaults 1, 0, 0, 1; output_padding < max(stride, dilation).
     Returns [N, O, (H - 1) sy - 2 py + dy (kh - 1) + opy + 1, (W - 1) sx - 2 px + dx (kw - 1) + opx + 1].
     """
-    x, unbatched = _check_input(input, "input")
-    groups = _check_groups(groups)
-    _check_weight_bias(weight, bias, x, 1, groups)
-    if x.shape[1] != weight.shape[0]:
-        raise ValueError(f"input has {x.shape[1]} channels but weight.shape[0] is {weight.shape[0]}")
-    stride = _pair(stride, "stride", 1)
-    padding = _pair(padding, "padding", 0)
-    output_padding = _pair(output_padding, "output_padding", 0)
-    dilation = _pair(dilation, "dilation", 1)
+    x, unbatched, groups = _check_conv_args(input, weight, bias, groups, transposed=True)
+    stride = int_pair(stride, "stride", 1)
+    padding = int_pair(padding, "padding", 0)
+    output_padding = int_pair(output_padding, "output_padding", 0)
+    dilation = int_pair(dilation, "dilation", 1)
+    span = _span(weight, dilation)
     for i in range(2):
         if output_padding[i] >= max(stride[i], dilation[i]):
             raise ValueError(f"output_padding={output_padding} must be smaller than stride or dilation")
-        size = (x.shape[i + 2] - 1) * stride[i] - 2 * padding[i] + dilation[i] * (weight.shape[i + 2] - 1)
-        if size + output_padding[i] + 1 < 1:
+        if (x.shape[i + 2] - 1) * stride[i] - 2 * padding[i] + span[i] + output_padding[i] < 1:
             raise ValueError(f"padding={padding} leaves an empty output for an input of size {list(x.shape[2:])}")
     y = _conv2d(x, weight, bias, stride, padding, dilation, True, output_padding, groups)
     return y.squeeze(0) if unbatched else y
@@ -384,27 +312,22 @@ def _conv2d_wrapper(x, w, stride=1, padding=0, groups=1, transpose=False, flip_w
 
 
 def _check_resample_args(x, w, f, up, down, groups):
-    check_float_tensor(x, "x")
-    if x.dim() != 4:
-        raise ValueError(f"x must be 4-D [N, C, H, W], got shape {list(x.shape)}")
-    check_float_tensor(w, "w")
-    if w.dim() != 4:
-        raise ValueError(f"w must be 4-D [O, C // groups, kh, kw], got shape {list(w.shape)}")
+    check_4d(x, "x")
+    check_4d(w, "w", "[O, C // groups, kh, kw]")
     check_same(w, x, "w", "x")
     if f is not None:
         check_float_tensor(f, "f")
         if f.dim() not in (1, 2) or f.numel() == 0:
             raise ValueError(f"f must be a non-empty 1-D (separable) or 2-D filter, got shape {list(f.shape)}")
-    for name, v in (("up", up), ("down", down)):
-        if check_int(v, name) < 1:
-            raise ValueError(f"{name} must be >= 1, got {v}")
-    groups = _check_groups(groups)
+    up = check_int_at_least(up, "up", 1)
+    down = check_int_at_least(down, "down", 1)
+    groups = check_int_at_least(groups, "groups", 1)
     if x.shape[1] != w.shape[1] * groups or w.shape[0] % groups != 0:
         raise ValueError(
             f"x has {x.shape[1]} channels but w of shape {list(w.shape)} with groups={groups} expects "
             f"{w.shape[1] * groups} (and w.shape[0] divisible by groups)"
         )
-    return int(up), int(down), groups
+    return up, down, groups
 
 
 def conv2d_resample(x, w, f=None, up=1, down=1, padding=0, groups=1, flip_weight=True, flip_filter=False):

@@ -29,16 +29,24 @@ import torch.nn.functional as F
 from .. import backend as _backend
 from ..reference.bias_act import ACTIVATIONS
 from ..reference.fused_conv2d import padding_pair
-from ._common import check_int, check_same, dense, kernels, memory_format
+from ._common import (
+    check_4d,
+    check_int,
+    check_on,
+    check_same,
+    check_shaped,
+    contiguous,
+    dense,
+    int_pair,
+    kernels,
+    memory_format,
+)
 from ._define import define_op
 from .conv2d import _conv2d, _conv2d_grads, _conv2d_weight_grad, conv2d, skip_weight_gradient
 from .modconv_pieces import (
     _absent,
-    _check_4d,
     _check_epilogue,
     _check_noise,
-    _check_on,
-    _check_shaped,
     _defaults,
     _epilogue_grad_op,
     _noise_planes,
@@ -70,31 +78,29 @@ def _identity_epilogue(out_scale, noise, bias, act, gain, clamp) -> bool:
 # The custom op: (out, y), y = the conv output before the epilogue when need_y, else an empty placeholder
 
 
-def _out_empty(x: torch.Tensor, weight: torch.Tensor, padding: list[int]) -> torch.Tensor:
+def _outputs(x: torch.Tensor, weight: torch.Tensor, padding, need_y: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Empty (out, y): out in x's memory format, y like it when need_y, else a placeholder."""
     k = weight.shape[2]
     shape = [x.shape[0], weight.shape[0], x.shape[2] + 2 * padding[0] - k + 1, x.shape[3] + 2 * padding[1] - k + 1]
-    return x.new_empty(shape).contiguous(memory_format=memory_format(x))
+    out = x.new_empty(shape).contiguous(memory_format=memory_format(x))
+    return out, (torch.empty_like(out) if need_y else _absent(x))
 
 
-def _fused_impl(x: torch.Tensor, weight: torch.Tensor, in_scale: torch.Tensor | None, out_scale: torch.Tensor | None,
-                noise: torch.Tensor | None, bias: torch.Tensor | None, padding: list[int], reflect: bool, act: str,
-                alpha: float, gain: float, clamp: float, need_y: bool, backend: str
-                ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+def _fused_impl(x, weight, in_scale, out_scale, noise, bias, padding, reflect, act, alpha, gain, clamp, need_y,
+                backend):  # fmt: skip
     x = dense(x)
-    out = _out_empty(x, weight, padding)
-    y = torch.empty_like(out) if need_y else _absent(x)
+    out, y = _outputs(x, weight, padding, need_y)
     if out.numel():
-        small = [None if t is None else t.contiguous() for t in (in_scale, out_scale, noise, bias)]
         kernels(backend, OP).fused_conv2d_forward(
-            x, weight, *small, out, y if need_y else None, padding, reflect, ACTIVATIONS[act].index, alpha, gain, clamp
-        )
+            x, weight, *contiguous(in_scale, out_scale, noise, bias), out, y if need_y else None, padding, reflect,
+            ACTIVATIONS[act].index, alpha, gain, clamp,
+        )  # fmt: skip
     return out, y
 
 
 def _fused_fake(x, weight, in_scale, out_scale, noise, bias, padding, reflect, act, alpha, gain, clamp, need_y,
                 backend):  # fmt: skip
-    out = _out_empty(x, weight, padding)
-    return out, (torch.empty_like(out) if need_y else _absent(x))
+    return _outputs(x, weight, padding, need_y)
 
 
 def _fused_setup(ctx, inputs, output):
@@ -152,23 +158,24 @@ def _fused_backward(ctx, g_out, g_y):
 
 
 # vmap: x, in_scale, out_scale and noise fold as the epilogue's; without need_y (argument 12) y is a [0] placeholder
-_fused_op = define_op("fused_conv2d", _fused_impl, fake=_fused_fake, setup_context=_fused_setup,
-                      backward=_fused_backward, vmap=_per_sample((0, 2, 3), 4, outputs=2, unless_false=12))  # fmt: skip
+_fused_op = define_op(
+    "fused_conv2d",
+    "(Tensor x, Tensor weight, Tensor? in_scale, Tensor? out_scale, Tensor? noise, Tensor? bias, SymInt[] padding, "
+    "bool reflect, str act, float alpha, float gain, float clamp, bool need_y, str backend) -> (Tensor, Tensor)",
+    _fused_impl, fake=_fused_fake, setup_context=_fused_setup, backward=_fused_backward,
+    vmap=_per_sample((0, 2, 3), 4, outputs=2, unless_false=12),
+)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Public API
 
 
-def _cast(t: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
-    return None if t is None else t.to(dtype)
-
-
 def _check_args(x, weight, stride, padding, groups, padding_mode, in_scale, out_scale, noise, bias, act, alpha, gain,
                 clamp):  # fmt: skip
     """Validates everything; returns (padding (py, px), output size (H', W'))."""
-    _check_4d(x, "x", "[N, I, H, W]")
-    _check_4d(weight, "weight", "[O, I, k, k]")
+    check_4d(x, "x", "[N, I, H, W]")
+    check_4d(weight, "weight", "[O, I, k, k]")
     check_same(weight, x, "weight", "x")
     kh, kw = weight.shape[2:]
     if kh != kw or kh % 2 == 0:
@@ -177,24 +184,14 @@ def _check_args(x, weight, stride, padding, groups, padding_mode, in_scale, out_
         raise ValueError(f"groups must be 1 (fused_conv2d has no grouped convolution), got {groups}")
     if weight.shape[1] != x.shape[1]:
         raise ValueError(f"x has {x.shape[1]} channels but weight expects weight.shape[1] = {weight.shape[1]}")
-    strides = [stride] if isinstance(stride, int) else stride
-    if not isinstance(strides, (list, tuple)) or not all(isinstance(s, int) and not isinstance(s, bool)
-                                                         for s in strides):  # fmt: skip
-        raise TypeError(f"stride must be an int or a pair of ints, got {stride!r}")
-    if any(s != 1 for s in strides):
+    if int_pair(stride, "stride", 1) != [1, 1]:
         raise ValueError(f"stride must be 1 (fused_conv2d has no strided convolution), got {stride}")
     if not isinstance(padding_mode, str):
         raise TypeError(f"padding_mode must be a str, got {type(padding_mode).__name__}")
     if padding_mode not in ("zeros", "reflect"):
         raise ValueError(f"padding_mode must be 'zeros' or 'reflect', got {padding_mode!r}")
     if padding is not None:
-        pads = [padding] if isinstance(padding, int) and not isinstance(padding, bool) else padding
-        if not isinstance(pads, (list, tuple)) or len(pads) not in (1, 2):
-            raise TypeError(f"padding must be None, an int or a pair of ints (py, px), got {padding!r}")
-        pads = [check_int(p, "padding") for p in pads] * (3 - len(pads))
-        if min(pads) < 0:
-            raise ValueError(f"padding must be >= 0, got {padding}")
-        padding = pads[:2]
+        padding = int_pair(padding, "padding", 0, kinds="None, an int or a pair of ints (py, px)")
     py, px = padding_pair(weight, padding)
     h, w = x.shape[2:]
     if padding_mode == "reflect" and (py >= h or px >= w):
@@ -203,10 +200,10 @@ def _check_args(x, weight, stride, padding, groups, padding_mode, in_scale, out_
     if ho < 1 or wo < 1:
         raise ValueError(f"input of size {[h, w]} padded by {[py, px]} is smaller than the {kh}x{kw} kernel")
     n, i, o = x.shape[0], x.shape[1], weight.shape[0]
-    _check_shaped(in_scale, "in_scale", [n, i], "[N, I]", x, "x")
-    _check_shaped(out_scale, "out_scale", [n, o], "[N, O]", x, "x")
-    _check_shaped(bias, "bias", [o], "[O]", x, "x")
-    _check_on(noise, "noise", x, "x")
+    check_shaped(in_scale, "in_scale", [n, i], "[N, I]", x, "x")
+    check_shaped(out_scale, "out_scale", [n, o], "[N, O]", x, "x")
+    check_shaped(bias, "bias", [o], "[O]", x, "x")
+    check_on(noise, "noise", x, "x")
     _check_noise(noise, [n, 1, ho, wo], "[N, 1, H', W'] =")
     _check_epilogue(act, gain, clamp, alpha)
     return [py, px], [ho, wo]
@@ -235,7 +232,7 @@ def fused_conv2d(x, weight, *, stride=1, padding=None, groups=1, padding_mode="z
     padding, (ho, wo) = _check_args(x, weight, stride, padding, groups, padding_mode, in_scale, out_scale, noise,
                                     bias, act, alpha, gain, clamp)  # fmt: skip
     alpha, gain, clamp = _defaults(act, alpha, gain, clamp)
-    in_scale, out_scale, noise, bias = (_cast(t, x.dtype) for t in (in_scale, out_scale, noise, bias))
+    in_scale, out_scale, noise, bias = (t if t is None else t.to(x.dtype) for t in (in_scale, out_scale, noise, bias))
     reflect = padding_mode == "reflect"
     backend = resolve_backend(x.device.type)
     if backend == "ref":
