@@ -24,7 +24,6 @@ from ._common import (
     check_same,
     dense,
     empty_like,
-    inner_step,
     kernels,
     memory_format,
     reduce_to,
@@ -33,9 +32,18 @@ from ._define import define_op
 
 ACTIVATIONS = ref.ACTIVATIONS
 
+# The automatic choice on CPU tensors runs the C++ kernel where it is the faster (benchmarks/NOTES.md, "bias_act on
+# CPU: when the kernel pays"): the piecewise-linear activations on at least CPU_KERNEL_MIN_NUMEL elements. Below that
+# the host time of an autograd.Function (~5 us an op, twice per fwd+bwd) outweighs one pass over memory saved; the
+# transcendental activations' scalar exp / expm1 / log1p lose to torch's vectorised ones at every size (tanh 4-5x).
+CPU_KERNEL_ACTS = frozenset(("linear", "relu", "lrelu"))
+CPU_KERNEL_MIN_NUMEL = 2**14
+
 
 def _launch_args(t: torch.Tensor, dim: int, act: str):
-    return inner_step(t.shape, memory_format(t), dim), t.shape[dim], ACTIVATIONS[act].index
+    """(step, size, activation) of a dense t: along `dim`, the stride is the step (any step serves a size-1 dim)."""
+    size = t.shape[dim]
+    return (t.stride(dim) if size > 1 else 1), size, ACTIVATIONS[act].index
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -85,7 +93,7 @@ def _elementwise(tensors: tuple[int, ...], dim_at: int):
     return spec
 
 
-_SCALARS = "int dim, str act, float alpha, float gain, float clamp, str backend"  # of all three ops
+_SCALARS = "SymInt dim, str act, float alpha, float gain, float clamp, str backend"  # of all three ops
 _bias_act = define_op("bias_act", f"(Tensor x, Tensor? b, {_SCALARS}) -> Tensor", _bias_act_impl,
                       fake=_bias_act_fake, setup_context=_bias_act_setup, backward=_bias_act_backward,
                       vmap=_elementwise((0,), 2))  # fmt: skip
@@ -185,7 +193,7 @@ def _third_order(go, g, m, x, b, y, dim, act, alpha, gain, clamp):
 
 
 _bias_act_grad = define_op("bias_act_grad", f"(Tensor g, Tensor? m, Tensor? x, Tensor? b, Tensor? y, {_SCALARS}, "
-                           "int order) -> Tensor", _bias_act_grad_impl, fake=_bias_act_grad_fake,
+                           "SymInt order) -> Tensor", _bias_act_grad_impl, fake=_bias_act_grad_fake,
                            setup_context=_bias_act_grad_setup, backward=_bias_act_grad_backward,
                            vmap=_elementwise((0, 1, 2, 4), 5))  # fmt: skip
 
@@ -274,9 +282,14 @@ def bias_act(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None):
     if act == "linear" and b is None and gain == 1 and clamp < 0:
         return x
     name = _backend.resolve("bias_act", x.device.type)
-    if name == "ref":
+    if name == "ref" or name == "cpu" and _backend.get_backend() is None and not _cpu_kernel_pays(x, act):
         return ref.bias_act(x, b, dim, act, alpha, gain, clamp)
     return _bias_act(dense(x), b, dim, act, alpha, gain, clamp, name)
+
+
+def _cpu_kernel_pays(x: torch.Tensor, act: str) -> bool:
+    """Whether the automatic choice runs the C++ kernel on CPU tensor x (else the reference's torch ops)."""
+    return act in CPU_KERNEL_ACTS and x.numel() >= CPU_KERNEL_MIN_NUMEL
 
 
 def fused_leaky_relu(x, bias=None, negative_slope=0.2, scale=2**0.5):

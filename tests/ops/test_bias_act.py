@@ -1,5 +1,6 @@
 """bias_act on every backend that runs here, against the reference."""
 
+import importlib
 import math
 
 import pytest
@@ -237,6 +238,27 @@ def test_ref_backend_is_plain_autograd():
         y = bias_act(x, b, act="tanh")
     assert "gankernels" not in type(y.grad_fn).__name__.lower()
     assert_close(y, torch.tanh(x + b.view(1, 3, 1)), torch.float64)
+
+
+@pytest.mark.skipif("cpu" not in backends_for("bias_act", "cpu"), reason="the C++ extension is not built")
+def test_automatic_cpu_choice_runs_the_kernel_only_where_it_pays():
+    """Automatic on CPU: the kernel for linear / relu / lrelu from CPU_KERNEL_MIN_NUMEL elements, torch's ops below it
+    and for the transcendental activations; a forced "cpu" always runs the kernel. Values agree either way."""
+    module = importlib.import_module("gankernels.ops.bias_act")  # gankernels.ops.bias_act is the function
+
+    def runs_kernel(y):
+        return "BiasAct" in type(y.grad_fn).__name__
+
+    n = module.CPU_KERNEL_MIN_NUMEL
+    big, small = randn(1, 4, n // 4, grad=True), randn(1, 4, n // 4 - 1, grad=True)
+    b = randn(4, grad=True)
+    assert runs_kernel(bias_act(big, b, act="lrelu"))
+    assert not runs_kernel(bias_act(small, b, act="lrelu"))
+    assert not runs_kernel(bias_act(big, b, act="tanh"))
+    with gankernels.use_backend("cpu"):
+        forced = [bias_act(t, b, act=a) for t, a in ((small, "lrelu"), (big, "tanh"))]
+    assert all(runs_kernel(y) for y in forced)
+    assert_close(forced[1], bias_act(big, b, act="tanh"), torch.float64)
 
 
 def test_fused_leaky_relu_matches_rosinality_formula():
