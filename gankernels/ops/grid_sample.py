@@ -6,7 +6,8 @@ torch's own grid_sample has no double backward (pytorch/pytorch#34704), which St
 the augmentations needs. Two torch custom ops carry the work: `gankernels::grid_sample` (the forward kernel) and
 `gankernels::grid_sample_backward` (dx and dgrid from dy, x and grid, in one kernel), whose own backward is autograd
 through the reference gradient formula (gankernels.reference.grid_sample.grid_sample_grad), so that any order is
-exact. Eager calls run the same impl / setup / backward through torch.autograd.Functions (_common.eager_function).
+exact. Both are declared through _define.define_op: eager calls run the same impl / setup / backward through
+torch.autograd.Functions.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import torch
 
 from .. import backend as _backend
 from ..reference import grid_sample as ref
-from ._common import check_float_tensor, check_same, dense, kernels, memory_format, through_reference
-from ._define import define_op
+from ._common import check_4d, check_float_tensor, check_same, dense, empty_like, kernels, memory_format
+from ._define import define_op, through_reference
 
 OP = "grid_sample"  # the backend op name: gankernels._C.grid_sample_* and gankernels.triton.grid_sample
 PADDING_CODES = {"zeros": 0, "border": 1, "reflection": 2}  # the kernels' padding argument
@@ -40,7 +41,7 @@ def _empty_out(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
 
 def _empty_grads(x: torch.Tensor, grid: torch.Tensor, want_x: bool, want_grid: bool):
     """(dx like x, dgrid contiguous like grid); an empty [0] tensor for a gradient not wanted."""
-    dx = torch.empty_like(x, memory_format=memory_format(x)) if want_x else x.new_empty(0)
+    dx = empty_like(x) if want_x else x.new_empty(0)
     dgrid = torch.empty_like(grid, memory_format=torch.contiguous_format) if want_grid else grid.new_empty(0)
     return dx, dgrid
 
@@ -49,9 +50,7 @@ def _empty_grads(x: torch.Tensor, grid: torch.Tensor, want_x: bool, want_grid: b
 # Forward op
 
 
-def _grid_sample_impl(
-    x: torch.Tensor, grid: torch.Tensor, padding_mode: str, align_corners: bool, backend: str
-) -> torch.Tensor:
+def _grid_sample_impl(x, grid, padding_mode, align_corners, backend):
     out = _empty_out(x, grid)
     if backend == "ref":
         return out.copy_(ref.grid_sample(x, grid, padding_mode, align_corners))
@@ -61,14 +60,9 @@ def _grid_sample_impl(
     return out
 
 
-def _grid_sample_fake(x, grid, padding_mode, align_corners, backend):
-    return _empty_out(x, grid)
-
-
 def _grid_sample_setup(ctx, inputs, output):
-    x, grid, padding_mode, align_corners, backend = inputs
-    ctx.save_for_backward(x, grid)
-    ctx.params = (padding_mode, align_corners, backend)
+    ctx.save_for_backward(*inputs[:2])  # x, grid
+    ctx.params = inputs[2:]  # padding_mode, align_corners, backend
 
 
 def _grid_sample_backward(ctx, dy):
@@ -81,24 +75,18 @@ def _grid_sample_backward(ctx, dy):
 
 
 # Each sample reads its own image at its own grid: a vmapped dimension folds into the batch.
-_grid_sample_op = define_op("grid_sample", _grid_sample_impl, fake=_grid_sample_fake, setup_context=_grid_sample_setup,
-                            backward=_grid_sample_backward, vmap=([0, 0, None, None, None], [0]))  # fmt: skip
+_grid_sample_op = define_op(
+    "grid_sample", "(Tensor x, Tensor grid, str padding_mode, bool align_corners, str backend) -> Tensor",
+    _grid_sample_impl, fake=lambda x, grid, padding_mode, align_corners, backend: _empty_out(x, grid),
+    setup_context=_grid_sample_setup, backward=_grid_sample_backward, vmap=([0, 0, None, None, None], [0]),
+)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Backward op: (dx, dgrid) from dy [N, C, Ho, Wo], x and grid; an empty [0] tensor for one not wanted
 
 
-def _grid_sample_backward_impl(
-    dy: torch.Tensor,
-    x: torch.Tensor,
-    grid: torch.Tensor,
-    padding_mode: str,
-    align_corners: bool,
-    backend: str,
-    want_x: bool,
-    want_grid: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _grid_sample_backward_impl(dy, x, grid, padding_mode, align_corners, backend, want_x, want_grid):
     dx, dgrid = _empty_grads(x, grid, want_x, want_grid)
     if backend == "ref":
         rdx, rdgrid = ref.grid_sample_grad(dy, x, grid, padding_mode, align_corners, want_x, want_grid)
@@ -118,10 +106,6 @@ def _grid_sample_backward_impl(
             dgrid if want_grid else None, PADDING_CODES[padding_mode], align_corners,
         )  # fmt: skip
     return dx, dgrid
-
-
-def _grid_sample_backward_fake(dy, x, grid, padding_mode, align_corners, backend, want_x, want_grid):
-    return _empty_grads(x, grid, want_x, want_grid)
 
 
 def _grid_sample_backward_setup(ctx, inputs, output):
@@ -153,9 +137,15 @@ def _grid_sample_backward_backward(ctx, gdx, gdgrid):
 
 
 # An output not wanted is a [0] placeholder, which does not unflatten: under vmap this op runs once per index.
-_grid_sample_backward_op = define_op("grid_sample_backward", _grid_sample_backward_impl,
-                                     fake=_grid_sample_backward_fake, setup_context=_grid_sample_backward_setup,
-                                     backward=_grid_sample_backward_backward)  # fmt: skip
+_grid_sample_backward_op = define_op(
+    "grid_sample_backward",
+    "(Tensor dy, Tensor x, Tensor grid, str padding_mode, bool align_corners, str backend, bool want_x, bool want_grid)"
+    " -> (Tensor, Tensor)",
+    _grid_sample_backward_impl,
+    fake=lambda dy, x, grid, padding_mode, align_corners, backend, want_x, want_grid: (
+        _empty_grads(x, grid, want_x, want_grid)),
+    setup_context=_grid_sample_backward_setup, backward=_grid_sample_backward_backward,
+)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -164,9 +154,7 @@ _grid_sample_backward_op = define_op("grid_sample_backward", _grid_sample_backwa
 
 def _check_args(x, grid, mode, padding_mode, align_corners) -> bool:
     """Validate; return align_corners as a bool."""
-    check_float_tensor(x, "x")
-    if x.dim() != 4:
-        raise ValueError(f"x must be 4-D [N, C, H, W], got shape {list(x.shape)}")
+    check_4d(x, "x")
     if x.shape[2] < 1 or x.shape[3] < 1:
         raise ValueError(f"x must have H, W >= 1 (there is nothing to sample), got shape {list(x.shape)}")
     check_float_tensor(grid, "grid")

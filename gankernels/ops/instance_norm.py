@@ -9,7 +9,8 @@ rstd ([N, C]) that its backward reuses; the statistics are real, differentiable 
 x), which keeps every op's autograd exact on its own. `gankernels::instance_norm_act_backward` gives (dx, dweight,
 dbias) from one fused kernel; its own backward is autograd through the reference formula
 (gankernels.reference.instance_norm.instance_norm_act_grad), so the double backward of a gradient penalty through a
-normalised layer is exact. Both are declared through _define.define_op (eager Function, vmap rule).
+normalised layer is exact. They are declared through _define.define_op and define_gradient_op (eager Function, vmap
+rule).
 """
 
 from __future__ import annotations
@@ -18,8 +19,19 @@ import torch
 
 from .. import backend as _backend
 from ..reference import instance_norm as ref
-from ._common import check_float_tensor, check_real, check_same, dense, kernels, memory_format, through_reference
-from ._define import define_op
+from ._common import (
+    check_4d,
+    check_act,
+    check_float_tensor,
+    check_real,
+    check_same,
+    contiguous,
+    dense,
+    empty_like,
+    kernels,
+    memory_format,
+)
+from ._define import define_gradient_op, define_op
 
 OP = "instance_norm"  # the backend op name: kernels in gankernels.triton.instance_norm
 ACTIVATIONS = ref.ACTIVATIONS
@@ -35,10 +47,6 @@ def resolve_backend(device_type: str) -> str:
     return _backend.resolve_triton_op(OP, device_type)
 
 
-def _empty_like(t: torch.Tensor) -> torch.Tensor:
-    return torch.empty_like(t, memory_format=memory_format(t))
-
-
 def _stats_empty(x: torch.Tensor) -> torch.Tensor:
     return x.new_empty(x.shape[:2], dtype=ref.compute_dtype(x.dtype))
 
@@ -47,10 +55,7 @@ def _stats_empty(x: torch.Tensor) -> torch.Tensor:
 # Forward op: (y, mean, rstd)
 
 
-def _instance_norm_act_impl(
-    x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, residual: torch.Tensor | None,
-    act: str, alpha: float, eps: float, backend: str,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+def _instance_norm_act_impl(x, weight, bias, residual, act, alpha, eps, backend):
     x = dense(x)
     fmt = memory_format(x)
     residual = None if residual is None else dense(residual, fmt)
@@ -58,10 +63,9 @@ def _instance_norm_act_impl(
         mean, rstd = ref.instance_norm_stats(x, eps)
         y = ref.instance_norm_act(x, weight, bias, act, alpha, residual, eps).contiguous(memory_format=fmt)
         return y, mean, rstd
-    y, mean, rstd = _empty_like(x), _stats_empty(x), _stats_empty(x)
+    y, mean, rstd = empty_like(x), _stats_empty(x), _stats_empty(x)
     if x.numel():
-        weight = None if weight is None else weight.contiguous()
-        bias = None if bias is None else bias.contiguous()
+        weight, bias = contiguous(weight, bias)
         code = ACTIVATIONS[act][0]
         kernels(backend, OP).instance_norm_forward(x, weight, bias, residual, y, mean, rstd, code, alpha, eps)
     return y, mean, rstd
@@ -91,15 +95,19 @@ def _instance_norm_act_backward(ctx, gy, gmean, grstd):
 
 # per sample along the batch: x and residual fold into it (weight and bias are per channel)
 _instance_norm_act_op = define_op(
-    "instance_norm_act", _instance_norm_act_impl,
-    fake=lambda x, weight, bias, residual, act, alpha, eps, backend: (_empty_like(x), _stats_empty(x), _stats_empty(x)),
+    "instance_norm_act",
+    "(Tensor x, Tensor? weight, Tensor? bias, Tensor? residual, str act, float alpha, float eps, str backend)"
+    " -> (Tensor, Tensor, Tensor)",
+    _instance_norm_act_impl,
+    fake=lambda x, weight, bias, residual, act, alpha, eps, backend: (empty_like(x), _stats_empty(x), _stats_empty(x)),
     setup_context=_instance_norm_act_setup, backward=_instance_norm_act_backward,
     vmap=((0, None, None, 0, None, None, None, None), (0, 0, 0)),
 )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Backward op: (dx, dweight, dbias) from the incoming gradient g and the forward's statistics.
+# Backward op: (dx, dweight, dbias) from the incoming gradient g and the forward's statistics; its own backward is
+# autograd through ref.instance_norm_act_grad, with respect to the six tensors
 
 
 def _grad_dtypes(x, weight, bias):
@@ -111,47 +119,32 @@ def _channel_grads(x, weight, bias, make=torch.Tensor.new_empty):
     return tuple(make(x, x.shape[1], dtype=d) for d in _grad_dtypes(x, weight, bias))
 
 
-def _instance_norm_act_backward_impl(
-    g: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
-    mean: torch.Tensor, rstd: torch.Tensor, act: str, alpha: float, backend: str,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+def _instance_norm_act_backward_impl(g, x, weight, bias, mean, rstd, act, alpha, backend):
     x = dense(x)
     fmt = memory_format(x)
     g = dense(g, fmt)
     if backend == "ref":
         dx, dweight, dbias = ref.instance_norm_act_grad(g, x, weight, bias, mean, rstd, act, alpha)
         return dx.contiguous(memory_format=fmt), dweight, dbias
-    dx = _empty_like(x)
+    dx = empty_like(x)
     if not x.numel():
         return dx, *_channel_grads(x, weight, bias, torch.Tensor.new_zeros)
     dweight_partial, dbias_partial = mean.new_empty(mean.shape), mean.new_empty(mean.shape)  # per (n, c) plane
     kernels(backend, OP).instance_norm_backward(
-        g, x, None if weight is None else weight.contiguous(), None if bias is None else bias.contiguous(),
-        mean.contiguous(), rstd.contiguous(), dx, dweight_partial, dbias_partial, ACTIVATIONS[act][0], alpha,
+        g, x, *contiguous(weight, bias, mean, rstd), dx, dweight_partial, dbias_partial, ACTIVATIONS[act][0], alpha,
     )  # fmt: skip
     w_dtype, b_dtype = _grad_dtypes(x, weight, bias)
     return dx, dweight_partial.sum(0).to(w_dtype), dbias_partial.sum(0).to(b_dtype)
 
 
-def _instance_norm_act_backward_setup(ctx, inputs, output):
-    ctx.save_for_backward(*inputs[:6])
-    ctx.params = inputs[6:8]  # act, alpha
-    ctx.set_materialize_grads(False)
-
-
-def _instance_norm_act_backward_backward(ctx, gdx, gdweight, gdbias):
-    """Gradients of <(gdx, gdweight, gdbias), instance_norm_act_grad(g, x, weight, bias, mean, rstd)> with respect
-    to the six tensors, by autograd through the reference formula (differentiable again: any order)."""
-    grads = through_reference(ref.instance_norm_act_grad, ctx.saved_tensors, ctx.needs_input_grad,
-                              (gdx, gdweight, gdbias), ctx.params)  # fmt: skip
-    return (*grads, None, None, None)
-
-
 # dweight and dbias sum over the batch: under vmap this op runs once per vmapped index
-_instance_norm_act_backward_op = define_op(
-    "instance_norm_act_backward", _instance_norm_act_backward_impl,
-    fake=lambda g, x, weight, bias, mean, rstd, act, alpha, backend: (_empty_like(x), *_channel_grads(x, weight, bias)),
-    setup_context=_instance_norm_act_backward_setup, backward=_instance_norm_act_backward_backward,
+_instance_norm_act_backward_op = define_gradient_op(
+    "instance_norm_act_backward",
+    "(Tensor g, Tensor x, Tensor? weight, Tensor? bias, Tensor mean, Tensor rstd, str act, float alpha, str backend)"
+    " -> (Tensor, Tensor, Tensor)",
+    _instance_norm_act_backward_impl,
+    fake=lambda g, x, weight, bias, mean, rstd, act, alpha, backend: (empty_like(x), *_channel_grads(x, weight, bias)),
+    formula=ref.instance_norm_act_grad, saved=6,
 )  # fmt: skip
 
 
@@ -169,9 +162,7 @@ def _check_channel_vector(t, name: str, x: torch.Tensor) -> None:
 
 
 def _check_args(x, weight, bias, act, alpha, residual, eps):
-    check_float_tensor(x, "x")
-    if x.dim() != 4:
-        raise ValueError(f"x must be 4-D [N, C, H, W], got shape {list(x.shape)}")
+    check_4d(x, "x")
     if x.shape[2] * x.shape[3] == 0:
         raise ValueError(f"x must have H * W >= 1 (statistics over an empty plane), got shape {list(x.shape)}")
     _check_channel_vector(weight, "weight", x)
@@ -181,10 +172,7 @@ def _check_args(x, weight, bias, act, alpha, residual, eps):
         if residual.shape != x.shape:
             raise ValueError(f"residual must have x's shape {list(x.shape)}, got {list(residual.shape)}")
         check_same(residual, x, "residual", "x")
-    if not isinstance(act, str):
-        raise TypeError(f"act must be a str, got {type(act).__name__}")
-    if act not in ACTIVATIONS:
-        raise ValueError(f"act: unknown activation {act!r}; expected one of {sorted(ACTIVATIONS)}")
+    check_act(act, ACTIVATIONS)
     alpha = ACTIVATIONS[act][1] if alpha is None else check_real(alpha, "alpha")
     eps = check_real(eps, "eps")
     if eps < 0:

@@ -5,8 +5,9 @@
 Two torch custom ops carry the work. `gankernels::minibatch_std` (forward: the per-group statistics, the copy of x
 and the statistic maps, in two Triton kernels) and `gankernels::minibatch_std_backward` (the whole gradient in one
 kernel, the statistics recomputed from x), whose own backward is autograd through the reference formula
-(gankernels.reference.minibatch_std.minibatch_std_grad), so that R1, which differentiates D twice, is exact. Both
-are declared through _define.define_op; neither folds a vmapped dimension into the batch (a group mixes samples).
+(gankernels.reference.minibatch_std.minibatch_std_grad), so that R1, which differentiates D twice, is exact. They
+are declared through _define.define_forward_op and define_gradient_op; neither folds a vmapped dimension into the
+batch (a group mixes samples): under vmap they run once per vmapped index.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import torch
 
 from .. import backend as _backend
 from ..reference import minibatch_std as ref
-from ._common import check_float_tensor, check_int, kernels, memory_format, through_reference
-from ._define import define_op
+from ._common import check_4d, check_int, check_int_at_least, empty_like, kernels, memory_format
+from ._define import define_forward_op, define_gradient_op
 
 OP = "minibatch_std"  # the backend op name: kernels in gankernels.triton.minibatch_std
 
@@ -41,52 +42,18 @@ def _merged(t: torch.Tensor) -> torch.Tensor:
     return t if h <= 1 or w <= 1 or t.stride(2) == w * t.stride(3) else t.contiguous()
 
 
-def _empty(x: torch.Tensor, channels: int) -> torch.Tensor:
-    """[N, channels, H, W] in x's dtype, device and memory format."""
-    shape = (x.shape[0], channels, x.shape[2], x.shape[3])
-    return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=memory_format(x))
+def _out_empty(x: torch.Tensor, num_channels: int) -> torch.Tensor:
+    """The output: [N, C + num_channels, H, W] in x's dtype, device and memory format."""
+    n, c, h, w = x.shape
+    return torch.empty((n, c + num_channels, h, w), dtype=x.dtype, device=x.device, memory_format=memory_format(x))
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Forward op: group_size is G itself here (the public function resolves min(group_size, N))
+# Backward op: dx from dout [N, C + F, H, W] and x; its own backward is autograd through ref.minibatch_std_grad
 
 
-def _minibatch_std_impl(x: torch.Tensor, group_size: int, num_channels: int, backend: str) -> torch.Tensor:
-    out = _empty(x, x.shape[1] + num_channels)
-    if backend == "ref":
-        return out.copy_(ref.minibatch_std(x, group_size, num_channels))
-    if out.numel():
-        kernels(backend, OP).minibatch_std_forward(_merged(x), out, group_size, num_channels)
-    return out
-
-
-def _minibatch_std_setup(ctx, inputs, output):
-    ctx.save_for_backward(inputs[0])
-    ctx.params = inputs[1:]  # group_size, num_channels, backend
-
-
-def _minibatch_std_backward(ctx, dout):
-    (x,) = ctx.saved_tensors
-    dx = _minibatch_std_backward_op(dout, x, *ctx.params, ctx=ctx) if ctx.needs_input_grad[0] else None
-    return dx, None, None, None
-
-
-# groups mix the samples of the batch: under vmap these ops run once per vmapped index (no vmap spec)
-_minibatch_std_op = define_op(
-    "minibatch_std", _minibatch_std_impl,
-    fake=lambda x, group_size, num_channels, backend: _empty(x, x.shape[1] + num_channels),
-    setup_context=_minibatch_std_setup, backward=_minibatch_std_backward,
-)  # fmt: skip
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Backward op: dx from dout [N, C + F, H, W] and x
-
-
-def _minibatch_std_backward_impl(
-    dout: torch.Tensor, x: torch.Tensor, group_size: int, num_channels: int, backend: str
-) -> torch.Tensor:
-    dx = _empty(x, x.shape[1])
+def _minibatch_std_backward_impl(dout, x, group_size, num_channels, backend):
+    dx = empty_like(x)
     if backend == "ref":
         return dx.copy_(ref.minibatch_std_grad(dout, x, group_size, num_channels))
     if dx.numel():
@@ -94,22 +61,30 @@ def _minibatch_std_backward_impl(
     return dx
 
 
-def _minibatch_std_backward_setup(ctx, inputs, output):
-    ctx.save_for_backward(*inputs[:2])  # dout, x
-    ctx.params = inputs[2:4]  # group_size, num_channels
+_minibatch_std_backward_op = define_gradient_op(
+    "minibatch_std_backward", "(Tensor dout, Tensor x, SymInt group_size, SymInt num_channels, str backend) -> Tensor",
+    _minibatch_std_backward_impl, fake=lambda dout, x, group_size, num_channels, backend: empty_like(x),
+    formula=ref.minibatch_std_grad, saved=2,
+)  # fmt: skip
 
 
-def _minibatch_std_backward_backward(ctx, gdx):
-    """Gradients of <gdx, minibatch_std_grad(dout, x)> with respect to dout and x, by autograd through the reference
-    formula (differentiable again: any order)."""
-    grads = through_reference(ref.minibatch_std_grad, ctx.saved_tensors, ctx.needs_input_grad, (gdx,), ctx.params)
-    return (*grads, None, None, None)
+# ----------------------------------------------------------------------------------------------------------------
+# Forward op: group_size is G itself here (the public function resolves min(group_size, N))
 
 
-_minibatch_std_backward_op = define_op(
-    "minibatch_std_backward", _minibatch_std_backward_impl,
-    fake=lambda dout, x, group_size, num_channels, backend: _empty(x, x.shape[1]),
-    setup_context=_minibatch_std_backward_setup, backward=_minibatch_std_backward_backward,
+def _minibatch_std_impl(x, group_size, num_channels, backend):
+    out = _out_empty(x, num_channels)
+    if backend == "ref":
+        return out.copy_(ref.minibatch_std(x, group_size, num_channels))
+    if out.numel():
+        kernels(backend, OP).minibatch_std_forward(_merged(x), out, group_size, num_channels)
+    return out
+
+
+_minibatch_std_op = define_forward_op(
+    "minibatch_std", "(Tensor x, SymInt group_size, SymInt num_channels, str backend) -> Tensor", _minibatch_std_impl,
+    fake=lambda x, group_size, num_channels, backend: _out_empty(x, num_channels),
+    gradient=_minibatch_std_backward_op, saved=1,
 )  # fmt: skip
 
 
@@ -119,19 +94,14 @@ _minibatch_std_backward_op = define_op(
 
 def _check_args(x, group_size, num_channels) -> tuple[int, int]:
     """Validate; return (G, F)."""
-    check_float_tensor(x, "x")
-    if x.dim() != 4:
-        raise ValueError(f"x must be 4-D [N, C, H, W], got shape {list(x.shape)}")
-    n, c = x.shape[:2]
+    n, c = check_4d(x, "x").shape[:2]
     if x.numel() == 0:  # no statistics of an empty group, part or plane
         raise ValueError(f"x must have N, C, H, W >= 1, got shape {list(x.shape)}")
     if group_size is not None:
         group_size = check_int(group_size, "group_size")
         if group_size < 1:
             raise ValueError(f"group_size must be >= 1 or None, got {group_size}")
-    num_channels = check_int(num_channels, "num_channels")
-    if num_channels < 1:
-        raise ValueError(f"num_channels must be >= 1, got {num_channels}")
+    num_channels = check_int_at_least(num_channels, "num_channels", 1)
     g = ref.group_count(n, group_size)
     if n % g:
         raise ValueError(f"group_size={group_size}: N={n} must be a multiple of the group size min(group_size, N)={g}")

@@ -16,7 +16,8 @@ WGAN-GP is split into two pieces, each with fused Triton kernels on the "triton"
   autograd through the reference formula (any order). Elsewhere the custom op `gankernels::gradient_penalty` computes
   it in torch ops, its backward too (any order); the "ref" backend runs the plain formula.
 
-The ops are declared through _define.define_op; each is separable along the batch, so vmap folds into it.
+The ops are declared through _define.define_op (the backward op through define_gradient_op); each is separable
+along the batch, so vmap folds into it.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ import torch
 
 from .. import backend as _backend
 from ..reference import penalties as ref
-from ._common import check_float_tensor, check_real, check_same, dense, kernels, through_reference
-from ._define import define_op
+from ._common import check_bool, check_float_tensor, check_on, check_real, check_same, dense, kernels
+from ._define import define_gradient_op, define_op
 from .conv2d import no_weight_gradients
 
 OP = "penalties"  # the backend op name: kernels in gankernels.triton.penalties
@@ -73,11 +74,6 @@ def _same_layout(a: torch.Tensor, b: torch.Tensor) -> bool:
     return all(a.stride(d) == b.stride(d) for d in range(a.dim()) if a.shape[d] > 1)
 
 
-def _empty_by_sample(t: torch.Tensor) -> torch.Tensor:
-    """An empty tensor of t's shape and dtype with _by_sample(t)'s strides."""
-    return torch.empty_like(t) if _samples_dense(t) else torch.empty_like(dense(t))
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Per-sample norm and penalty: [N, ...] -> [N]
 
@@ -85,10 +81,6 @@ def _empty_by_sample(t: torch.Tensor) -> torch.Tensor:
 def _norm_empty(grads: torch.Tensor) -> torch.Tensor:
     """[N] in the dtype of the norm and the penalty: float32 for float16 / bfloat16 grads, else grads'."""
     return grads.new_empty([grads.shape[0]], dtype=ref.compute_dtype(grads.dtype))
-
-
-def _gradient_penalty_impl(grads: torch.Tensor, center: float, one_sided: bool) -> torch.Tensor:
-    return ref.gradient_penalty(grads, center, one_sided)
 
 
 def _gradient_penalty_setup(ctx, inputs, output):
@@ -102,7 +94,8 @@ def _gradient_penalty_backward(ctx, dp):
 
 
 _gradient_penalty_op = define_op(
-    "gradient_penalty", _gradient_penalty_impl, fake=lambda grads, center, one_sided: _norm_empty(grads),
+    "gradient_penalty", "(Tensor grads, float center, bool one_sided) -> Tensor", ref.gradient_penalty,
+    fake=lambda grads, center, one_sided: _norm_empty(grads),
     setup_context=_gradient_penalty_setup, backward=_gradient_penalty_backward, vmap=((0, None, None), (0,)),
 )  # fmt: skip
 
@@ -111,9 +104,7 @@ _gradient_penalty_op = define_op(
 # The fused ops (triton backend): (penalty, norm) from a two-stage reduction, and the gradient from the saved norm.
 
 
-def _gradient_norm_penalty_impl(
-    grads: torch.Tensor, center: float, one_sided: bool, backend: str
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _gradient_norm_penalty_impl(grads, center, one_sided, backend):
     if backend == "ref":
         return ref.gradient_norm_penalty(grads, center, one_sided)
     grads = _by_sample(grads)
@@ -141,17 +132,15 @@ def _gradient_norm_penalty_backward(ctx, dp, dnorm):
 
 
 _gradient_norm_penalty_op = define_op(
-    "gradient_norm_penalty", _gradient_norm_penalty_impl,
+    "gradient_norm_penalty", "(Tensor grads, float center, bool one_sided, str backend) -> (Tensor, Tensor)",
+    _gradient_norm_penalty_impl,
     fake=lambda grads, center, one_sided, backend: (_norm_empty(grads), _norm_empty(grads)),
     setup_context=_gradient_norm_penalty_setup, backward=_gradient_norm_penalty_backward,
     vmap=((0, None, None, None), (0, 0)),
 )  # fmt: skip
 
 
-def _gradient_norm_penalty_backward_impl(
-    dp: torch.Tensor | None, dnorm: torch.Tensor | None, grads: torch.Tensor, norm: torch.Tensor,
-    center: float, one_sided: bool, backend: str,
-) -> torch.Tensor:  # fmt: skip
+def _gradient_norm_penalty_backward_impl(dp, dnorm, grads, norm, center, one_sided, backend):
     grads = _by_sample(grads)
     dg = torch.empty_like(grads)
     if backend == "ref":
@@ -163,26 +152,14 @@ def _gradient_norm_penalty_backward_impl(
     return dg
 
 
-def _gradient_norm_penalty_backward_setup(ctx, inputs, output):
-    ctx.save_for_backward(*inputs[:4])
-    ctx.params = inputs[4:6]  # center, one_sided
-    ctx.set_materialize_grads(False)
-
-
-def _gradient_norm_penalty_backward_backward(ctx, gdg):
-    """Gradients of <gdg, gradient_norm_penalty_grad(dp, dnorm, grads, norm)> with respect to the four tensors, by
-    autograd through the reference formula (differentiable again: any order). The norm is an input here: its own
-    gradient reaches grads through the forward op's second output."""
-    grads = through_reference(ref.gradient_norm_penalty_grad, ctx.saved_tensors, ctx.needs_input_grad, (gdg,),
-                              ctx.params)  # fmt: skip
-    return (*grads, None, None, None)
-
-
-_gradient_norm_penalty_backward_op = define_op(
-    "gradient_norm_penalty_backward", _gradient_norm_penalty_backward_impl,
-    fake=lambda dp, dnorm, grads, norm, center, one_sided, backend: _empty_by_sample(grads),
-    setup_context=_gradient_norm_penalty_backward_setup, backward=_gradient_norm_penalty_backward_backward,
-    vmap=((0, 0, 0, 0, None, None, None), (0,)),
+# Its own backward: autograd through ref.gradient_norm_penalty_grad with respect to dp, dnorm, grads and norm. The
+# norm is an input here: its own gradient reaches grads through the forward op's second output.
+_gradient_norm_penalty_backward_op = define_gradient_op(
+    "gradient_norm_penalty_backward",
+    "(Tensor? dp, Tensor? dnorm, Tensor grads, Tensor norm, float center, bool one_sided, str backend) -> Tensor",
+    _gradient_norm_penalty_backward_impl,
+    fake=lambda dp, dnorm, grads, norm, center, one_sided, backend: torch.empty_like(_by_sample(grads)),
+    formula=ref.gradient_norm_penalty_grad, saved=4, vmap=((0, 0, 0, 0, None, None, None), (0,)),
 )  # fmt: skip
 
 
@@ -190,7 +167,7 @@ _gradient_norm_penalty_backward_op = define_op(
 # Interpolation (triton backend): x_hat = lerp(fake, real, eps[n]) in one kernel; the backward in torch ops.
 
 
-def _interpolate_impl(real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor, backend: str) -> torch.Tensor:
+def _interpolate_impl(real, fake, eps, backend):
     real = _by_sample(real)
     out = torch.empty_like(real)
     if backend == "ref":
@@ -222,7 +199,8 @@ def _interpolate_backward(ctx, dx):
 
 
 _interpolate_op = define_op(
-    "wgan_gp_interpolate", _interpolate_impl, fake=lambda real, fake, eps, backend: _empty_by_sample(real),
+    "wgan_gp_interpolate", "(Tensor real, Tensor fake, Tensor eps, str backend) -> Tensor", _interpolate_impl,
+    fake=lambda real, fake, eps, backend: torch.empty_like(_by_sample(real)),
     setup_context=_interpolate_setup, backward=_interpolate_backward, vmap=((0, 0, 0, None), (0,)),
 )  # fmt: skip
 
@@ -241,10 +219,9 @@ def gradient_penalty(grads, center=1.0, one_sided=False):
     (NCHW, channels_last, ...) are read in place and the gradient keeps that layout.
     """
     check_float_tensor(grads, "grads")
-    if grads.dim() == 0 or grads.shape[0] == 0:
-        raise ValueError(f"grads must be [N, ...] with N >= 1, got shape {list(grads.shape)}")
+    _check_samples(grads, "grads")
     center = check_real(center, "center")
-    one_sided = _check_bool(one_sided, "one_sided")
+    one_sided = check_bool(one_sided, "one_sided")
     name = resolve_backend(grads.device.type)
     if name == "ref":
         return ref.gradient_penalty(grads, center, one_sided)
@@ -292,7 +269,7 @@ def wgan_gp_penalty(critic, real, fake, weight=10.0, center=1.0, eps=None, one_s
     center = check_real(center, "center")
     if center < 0:
         raise ValueError(f"center must be >= 0, got {center}")
-    one_sided = _check_bool(one_sided, "one_sided")
+    one_sided = check_bool(one_sided, "one_sided")
     if eps is None:
         eps = torch.rand(ref.eps_shape(real), dtype=real.dtype, device=real.device)
     eps = eps.detach()
@@ -317,8 +294,7 @@ def r1_penalty(logits, images, *, no_weight_grad=True):
     check_float_tensor(logits, "logits")
     check_float_tensor(images, "images")
     check_same(logits, images, "logits", "images", dtype=False)
-    if images.dim() == 0 or images.shape[0] == 0:
-        raise ValueError(f"images must be [N, ...] with N >= 1, got shape {list(images.shape)}")
+    _check_samples(images, "images")
     if not images.requires_grad:
         raise ValueError("images must require grad: call images.detach().requires_grad_(True) before computing logits")
     if logits.dim() == 0 or logits.shape[0] != images.shape[0]:
@@ -352,8 +328,7 @@ def path_length_penalty(fake_images, ws, pl_mean, decay=0.01, noise=None, *, no_
     if not ws.requires_grad:
         raise ValueError("ws must require grad (the ws that G.synthesis turned into fake_images)")
     if isinstance(pl_mean, torch.Tensor):
-        check_float_tensor(pl_mean, "pl_mean")
-        check_same(pl_mean, ws, "pl_mean", "ws", dtype=False)
+        check_on(pl_mean, "pl_mean", ws, "ws")
         if pl_mean.numel() != 1:
             raise ValueError(f"pl_mean must hold one value (a 0-d tensor), got shape {list(pl_mean.shape)}")
         mean = pl_mean.detach()
@@ -365,8 +340,7 @@ def path_length_penalty(fake_images, ws, pl_mean, decay=0.01, noise=None, *, no_
     if noise is None:
         noise = torch.randn_like(fake_images)
     else:
-        check_float_tensor(noise, "noise")
-        check_same(noise, fake_images, "noise", "fake_images", dtype=False)
+        check_on(noise, "noise", fake_images, "fake_images")
         if noise.shape != fake_images.shape:
             raise ValueError(f"noise must have fake_images' shape {list(fake_images.shape)}, got {list(noise.shape)}")
     with torch.enable_grad():
@@ -436,10 +410,10 @@ class LazyRegularization:
 # Helpers
 
 
-def _check_bool(v, name: str) -> bool:
-    if not isinstance(v, (bool, numbers.Integral)):
-        raise TypeError(f"{name} must be a bool, got {type(v).__name__}")
-    return bool(v)
+def _check_samples(t: torch.Tensor, name: str) -> None:
+    """t: [N, ...] with N >= 1."""
+    if t.dim() == 0 or t.shape[0] == 0:
+        raise ValueError(f"{name} must be [N, ...] with N >= 1, got shape {list(t.shape)}")
 
 
 def _check_real_fake_eps(real, fake, eps):
@@ -449,8 +423,7 @@ def _check_real_fake_eps(real, fake, eps):
     if real.shape != fake.shape:
         raise ValueError(f"real has shape {list(real.shape)} but fake has {list(fake.shape)}; they must match")
     check_same(fake, real, "fake", "real")
-    if real.dim() == 0 or real.shape[0] == 0:
-        raise ValueError(f"real must be [N, ...] with N >= 1, got shape {list(real.shape)}")
+    _check_samples(real, "real")
     if eps is None:
         return None
     check_float_tensor(eps, "eps")
