@@ -9,7 +9,7 @@ backward, and their public functions.
   order of gradient is exact (path length differentiates the generator twice).
 
 Public: demodulation_coefficients, modulated_weights, modulated_conv2d_epilogue (gankernels.ops.modulated_conv2d
-puts them together). Each op is declared through _define.define_op (eager Function, custom op, vmap rule).
+puts them together). Each op is declared through _define (eager Function, custom op, vmap rule).
 """
 
 from __future__ import annotations
@@ -19,8 +19,21 @@ import torch
 from .. import backend as _backend
 from ..reference import modulated_conv2d as ref
 from ..reference.bias_act import ACTIVATIONS
-from ._common import check_float_tensor, check_real, check_same, dense, kernels, memory_format, through_reference
-from ._define import define_op
+from ._common import (
+    check_4d,
+    check_act,
+    check_float_tensor,
+    check_on,
+    check_real,
+    check_same,
+    check_shaped,
+    contiguous,
+    dense,
+    empty_like,
+    kernels,
+    memory_format,
+)
+from ._define import define_forward_op, define_gradient_op
 
 OP = "modulated_conv2d"  # the backend op name: kernels in gankernels.triton.modulated_conv2d
 
@@ -42,17 +55,19 @@ def resolve_backend(device_type: str) -> str:
     return _backend.resolve_triton_op(OP, device_type)
 
 
-def _empty_like(t: torch.Tensor) -> torch.Tensor:
-    return torch.empty_like(t, memory_format=memory_format(t))
-
-
-def _contiguous(*ts: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
-    return tuple(None if t is None else t.contiguous() for t in ts)
-
-
 def _absent(like: torch.Tensor) -> torch.Tensor:
     """The placeholder output of a gradient whose input is None (custom ops return tensors only)."""
     return like.new_empty([0])
+
+
+def _grad_in_dtype(grad: torch.Tensor | None, t: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    """The gradient output for the optional input t: grad in t's dtype, or _absent(like) when t is None."""
+    return _absent(like) if t is None else grad.to(t.dtype)
+
+
+def _empty_grad(t: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    """The fake of _grad_in_dtype: an empty tensor like t, or _absent(like) when t is None."""
+    return _absent(like) if t is None else t.new_empty(t.shape)
 
 
 def _per_sample(tensors: tuple[int, ...], noise_at: int, outputs: int = 1, unless_false: int | None = None):
@@ -71,47 +86,19 @@ def _per_sample(tensors: tuple[int, ...], noise_at: int, outputs: int = 1, unles
     return spec
 
 
-def _define_piece(name: str, impl, fake, grad_op, n_tensors: int, params: slice, vmap, save_output: bool = False):
-    """A forward op whose backward is grad_op(grad, its first n_tensors inputs (and its output with save_output),
-    inputs[params]) -> the gradients of those first inputs."""
-
-    def setup(ctx, inputs, output):
-        ctx.save_for_backward(*inputs[:n_tensors], *([output] if save_output else []))
-        ctx.params = inputs[params]
-
-    def backward(ctx, g):
-        saved, needs = ctx.saved_tensors, ctx.needs_input_grad
-        grads = grad_op(g, *saved, *ctx.params, ctx=ctx)
-        grads = [gi if needs[i] and saved[i] is not None else None for i, gi in enumerate(grads)]
-        return (*grads, *[None] * (len(needs) - len(grads)))
-
-    return define_op(f"modulated_conv2d_{name}", impl, fake=fake, setup_context=setup, backward=backward, vmap=vmap)
-
-
-def _define_grad(name: str, impl, fake, formula, n_tensors: int):
-    """A gradient op whose backward is autograd through the reference `formula` (see through_reference): exact to any
-    order. Its outputs include the shared weight's or the bias's gradient, a sum over the batch: under vmap it runs
-    once per vmapped index."""
-
-    def setup(ctx, inputs, output):
-        ctx.save_for_backward(*inputs[:n_tensors])
-        ctx.params = inputs[n_tensors:-1]  # all but the backend: the reference formula's arguments
-        ctx.set_materialize_grads(False)
-
-    def backward(ctx, *grad_outputs):
-        grads = through_reference(formula, ctx.saved_tensors, ctx.needs_input_grad, grad_outputs, ctx.params)
-        return (*grads, *[None] * (len(ctx.needs_input_grad) - n_tensors))
-
-    return define_op(f"modulated_conv2d_{name}_backward", impl, fake=fake, setup_context=setup, backward=backward)
+# Each piece is two ops: a forward op whose backward is one call of its gradient op (define_forward_op), and that
+# gradient op, whose own backward is autograd through the reference formula (define_gradient_op): exact to any order.
+# A gradient op's outputs include a sum over the batch (the shared weight's or the bias's gradient): no vmap fold.
+# Every impl takes its backend last; "ref" runs the reference formula instead of the kernels (so the ops can be
+# opchecked without triton).
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Demodulation coefficients: d [N, O] from weight [O, I, kh, kw] and styles [N, I] (one dtype, contiguous)
 
 
-def _dcoefs_grad_impl(gd: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, dcoefs: torch.Tensor,
-                      backend: str) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    gd, weight, styles, dcoefs = _contiguous(gd, weight, styles, dcoefs)
+def _dcoefs_grad_impl(gd, weight, styles, dcoefs, backend):
+    gd, weight, styles, dcoefs = contiguous(gd, weight, styles, dcoefs)
     if backend == "ref":
         return ref.demodulation_coefficients_grad(gd, weight, styles, dcoefs)
     dweight, dstyles = _dcoefs_grad_fake(gd, weight, styles, dcoefs, backend)
@@ -126,7 +113,7 @@ def _dcoefs_grad_fake(gd, weight, styles, dcoefs, backend):
     return weight.new_empty(weight.shape), styles.new_empty(styles.shape)
 
 
-def _dcoefs_impl(weight: torch.Tensor, styles: torch.Tensor, backend: str) -> torch.Tensor:
+def _dcoefs_impl(weight, styles, backend):
     weight, styles = weight.contiguous(), styles.contiguous()
     if backend == "ref":
         return ref.demodulation_coefficients(weight, styles)
@@ -140,42 +127,38 @@ def _dcoefs_fake(weight, styles, backend):
     return styles.new_empty([styles.shape[0], weight.shape[0]])
 
 
-_dcoefs_grad_op = _define_grad("dcoefs", _dcoefs_grad_impl, _dcoefs_grad_fake, ref.demodulation_coefficients_grad, 4)
-_dcoefs_op = _define_piece("dcoefs", _dcoefs_impl, _dcoefs_fake, _dcoefs_grad_op, 2, slice(-1, None),
-                           vmap=([None, 0, None], [0]), save_output=True)  # fmt: skip
+_dcoefs_grad_op = define_gradient_op("modulated_conv2d_dcoefs_backward",
+    "(Tensor gd, Tensor weight, Tensor styles, Tensor dcoefs, str backend) -> (Tensor, Tensor)",
+    _dcoefs_grad_impl, fake=_dcoefs_grad_fake, formula=ref.demodulation_coefficients_grad, saved=4)  # fmt: skip
+_dcoefs_op = define_forward_op("modulated_conv2d_dcoefs", "(Tensor weight, Tensor styles, str backend) -> Tensor",
+    _dcoefs_impl, fake=_dcoefs_fake, gradient=_dcoefs_grad_op, saved=2, save_output=True,
+    vmap=([None, 0, None], [0]))  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Per-sample weights: weight [O, I, kh, kw] * styles[n, i] * d[n, o] -> [N, O, I, kh, kw] in `dtype`
 
 
-def _weights_grad_impl(g: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, dcoefs: torch.Tensor | None,
-                       backend: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
-    g, weight, styles, dcoefs = _contiguous(g, weight, styles, dcoefs)
+def _weights_grad_impl(g, weight, styles, dcoefs, backend):
+    g, weight, styles, dcoefs = contiguous(g, weight, styles, dcoefs)
     if backend == "ref":
         dweight, dstyles, ddcoefs = ref.modulated_weights_grad(g, weight, styles, dcoefs)
-        dweight, dstyles = dweight.to(weight.dtype), dstyles.to(styles.dtype)
-    else:
+        dweight = dweight.to(weight.dtype)
+    elif g.numel():
         dweight = weight.new_empty(weight.shape)
-        if g.numel():
-            dstyles, ddcoefs = kernels(backend, OP).weights_backward(g, weight, styles, dcoefs, dweight)
-        else:
-            dweight.zero_()
-            dstyles = styles.new_zeros(styles.shape)
-            ddcoefs = None if dcoefs is None else torch.zeros_like(dcoefs)
-        dstyles = dstyles.to(styles.dtype)
-    ddcoefs = _absent(weight) if dcoefs is None else ddcoefs.to(dcoefs.dtype)
-    return dweight, dstyles, ddcoefs
+        dstyles, ddcoefs = kernels(backend, OP).weights_backward(g, weight, styles, dcoefs, dweight)
+    else:
+        dweight, dstyles = torch.zeros_like(weight), torch.zeros_like(styles)
+        ddcoefs = None if dcoefs is None else torch.zeros_like(dcoefs)
+    return dweight, dstyles.to(styles.dtype), _grad_in_dtype(ddcoefs, dcoefs, weight)
 
 
 def _weights_grad_fake(g, weight, styles, dcoefs, backend):
-    ddcoefs = _absent(weight) if dcoefs is None else dcoefs.new_empty(dcoefs.shape)
-    return weight.new_empty(weight.shape), styles.new_empty(styles.shape), ddcoefs
+    return weight.new_empty(weight.shape), styles.new_empty(styles.shape), _empty_grad(dcoefs, weight)
 
 
-def _weights_impl(weight: torch.Tensor, styles: torch.Tensor, dcoefs: torch.Tensor | None, dtype: torch.dtype,
-                  backend: str) -> torch.Tensor:  # fmt: skip
-    weight, styles, dcoefs = _contiguous(weight, styles, dcoefs)
+def _weights_impl(weight, styles, dcoefs, dtype, backend):
+    weight, styles, dcoefs = contiguous(weight, styles, dcoefs)
     if backend == "ref":
         return ref.modulated_weights(weight, styles, dcoefs).to(dtype)
     out = _weights_fake(weight, styles, dcoefs, dtype, backend)
@@ -188,27 +171,29 @@ def _weights_fake(weight, styles, dcoefs, dtype, backend):
     return weight.new_empty([styles.shape[0], *weight.shape], dtype=dtype)
 
 
-_weights_grad_op = _define_grad("weights", _weights_grad_impl, _weights_grad_fake, ref.modulated_weights_grad, 4)
-_weights_op = _define_piece("weights", _weights_impl, _weights_fake, _weights_grad_op, 3, slice(-1, None),
-                            vmap=([None, 0, 0, None, None], [0]))  # fmt: skip
+_weights_grad_op = define_gradient_op("modulated_conv2d_weights_backward",
+    "(Tensor g, Tensor weight, Tensor styles, Tensor? dcoefs, str backend) -> (Tensor, Tensor, Tensor)",
+    _weights_grad_impl, fake=_weights_grad_fake, formula=ref.modulated_weights_grad, saved=4)  # fmt: skip
+_weights_op = define_forward_op("modulated_conv2d_weights",
+    "(Tensor weight, Tensor styles, Tensor? dcoefs, ScalarType dtype, str backend) -> Tensor",
+    _weights_impl, fake=_weights_fake, gradient=_weights_grad_op, saved=3, params=slice(-1, None),  # backend, not dtype
+    vmap=([None, 0, 0, None, None], [0]))  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Epilogue: out = clamp(act(y d[n, o] + noise + bias[o]) gain) over y [N, O, H, W]; noise [Nn, 1, H, W], Nn in {1, N}
 
 
-def _epilogue_grad_impl(g: torch.Tensor, y: torch.Tensor, dcoefs: torch.Tensor | None, noise: torch.Tensor | None,
-                        bias: torch.Tensor | None, act: str, alpha: float, gain: float, clamp: float, backend: str
-                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+def _epilogue_grad_impl(g, y, dcoefs, noise, bias, act, alpha, gain, clamp, backend):
     y = dense(y)
     g = dense(g, memory_format(y))
-    dcoefs, noise, bias = _contiguous(dcoefs, noise, bias)
+    dcoefs, noise, bias = contiguous(dcoefs, noise, bias)
     if backend == "ref":
         dy, ddcoefs, dnoise, dbias = ref.epilogue_grad(g, y, dcoefs, noise, bias, act, alpha, gain, clamp)
         dy = dy.contiguous(memory_format=memory_format(y))
         ddcoefs, dnoise, dbias = (None if t is None else t.clone() for t in (ddcoefs, dnoise, dbias))  # no aliasing
     else:
-        dy = _empty_like(y)
+        dy = empty_like(y)
         if y.numel():
             index = ACTIVATIONS[act].index
             ddcoefs, dnoise, dbias = kernels(backend, OP).epilogue_backward(
@@ -218,24 +203,20 @@ def _epilogue_grad_impl(g: torch.Tensor, y: torch.Tensor, dcoefs: torch.Tensor |
                 dnoise = dnoise.reshape(y.shape[0], 1, *y.shape[2:]).sum_to_size(noise.shape)
         else:
             ddcoefs, dnoise, dbias = (None if t is None else torch.zeros_like(t) for t in (dcoefs, noise, bias))
-    ddcoefs, dnoise, dbias = (
-        _absent(y) if t is None else dt.to(t.dtype) for t, dt in ((dcoefs, ddcoefs), (noise, dnoise), (bias, dbias))
-    )
-    return dy, ddcoefs, dnoise, dbias
+    return dy, _grad_in_dtype(ddcoefs, dcoefs, y), _grad_in_dtype(dnoise, noise, y), _grad_in_dtype(dbias, bias, y)
 
 
 def _epilogue_grad_fake(g, y, dcoefs, noise, bias, act, alpha, gain, clamp, backend):
-    return (_empty_like(y), *(_absent(y) if t is None else t.new_empty(t.shape) for t in (dcoefs, noise, bias)))
+    return empty_like(y), _empty_grad(dcoefs, y), _empty_grad(noise, y), _empty_grad(bias, y)
 
 
-def _epilogue_impl(y: torch.Tensor, dcoefs: torch.Tensor | None, noise: torch.Tensor | None, bias: torch.Tensor | None,
-                   act: str, alpha: float, gain: float, clamp: float, backend: str) -> torch.Tensor:  # fmt: skip
+def _epilogue_impl(y, dcoefs, noise, bias, act, alpha, gain, clamp, backend):
     y = dense(y)
-    dcoefs, noise, bias = _contiguous(dcoefs, noise, bias)
+    dcoefs, noise, bias = contiguous(dcoefs, noise, bias)
     if backend == "ref":
         out = ref.epilogue(y, dcoefs, noise, bias, act, alpha, gain, clamp)
         return out.clone() if out is y else out.contiguous(memory_format=memory_format(y))
-    out = _empty_like(y)
+    out = empty_like(y)
     if out.numel():
         index = ACTIVATIONS[act].index
         kernels(backend, OP).epilogue_forward(y, dcoefs, noise, bias, out, index, alpha, gain, clamp)
@@ -243,41 +224,26 @@ def _epilogue_impl(y: torch.Tensor, dcoefs: torch.Tensor | None, noise: torch.Te
 
 
 def _epilogue_fake(y, *params):
-    return _empty_like(y)
+    return empty_like(y)
 
 
+# the gradient op takes g, then the forward's arguments
+_EPILOGUE_ARGS = "Tensor y, Tensor? dcoefs, Tensor? noise, Tensor? bias, str act, float alpha, float gain, float clamp"
+_epilogue_grad_op = define_gradient_op("modulated_conv2d_epilogue_backward",
+    f"(Tensor g, {_EPILOGUE_ARGS}, str backend) -> (Tensor, Tensor, Tensor, Tensor)",
+    _epilogue_grad_impl, fake=_epilogue_grad_fake, formula=ref.epilogue_grad, saved=5)  # fmt: skip
 # the backward recomputes z from the saved y, dcoefs, noise, bias (no saved output)
-_epilogue_grad_op = _define_grad("epilogue", _epilogue_grad_impl, _epilogue_grad_fake, ref.epilogue_grad, 5)
-_epilogue_op = _define_piece("epilogue", _epilogue_impl, _epilogue_fake, _epilogue_grad_op, 4, slice(4, None),
-                             vmap=_per_sample((0, 1), 2))  # fmt: skip
+_epilogue_op = define_forward_op("modulated_conv2d_epilogue", f"({_EPILOGUE_ARGS}, str backend) -> Tensor",
+    _epilogue_impl, fake=_epilogue_fake, gradient=_epilogue_grad_op, saved=4,
+    vmap=_per_sample((0, 1), 2))  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Argument checks, shared with modulated_conv2d and fused_conv2d
 
 
-def _check_4d(t, name: str, dims: str) -> None:
-    check_float_tensor(t, name)
-    if t.dim() != 4:
-        raise ValueError(f"{name} must be 4-D {dims}, got shape {list(t.shape)}")
-
-
-def _check_on(t, name: str, like: torch.Tensor, like_name: str) -> None:
-    """t: a float tensor on like's device, or None."""
-    if t is not None:
-        check_float_tensor(t, name)
-        check_same(t, like, name, like_name, dtype=False)
-
-
-def _check_shaped(t, name: str, shape: list[int], dims: str, like: torch.Tensor, like_name: str) -> None:
-    """t: a float tensor of shape `shape` (written `dims`, e.g. "[N, O]") on like's device, or None."""
-    _check_on(t, name, like, like_name)
-    if t is not None and list(t.shape) != shape:
-        raise ValueError(f"{name} must have shape {dims} = {shape}, got {list(t.shape)}")
-
-
 def _check_noise(noise, shape, to: str = "the output shape") -> None:
-    """noise (None, or a tensor checked by _check_on) broadcasts to `shape` (written `to`)."""
+    """noise (None, or a tensor checked by check_on) broadcasts to `shape` (written `to`)."""
     if noise is None:
         return
     shape = list(shape)
@@ -290,10 +256,7 @@ def _check_noise(noise, shape, to: str = "the output shape") -> None:
 
 
 def _check_epilogue(act, gain, clamp, alpha=None) -> None:
-    if not isinstance(act, str):
-        raise TypeError(f"act must be a str, got {type(act).__name__}")
-    if act not in ACTIVATIONS:
-        raise ValueError(f"act: unknown activation {act!r}; expected one of {sorted(ACTIVATIONS)}")
+    check_act(act, ACTIVATIONS)
     check_real(gain, "gain", allow_none=True)
     if check_real(clamp, "clamp", allow_none=True) is not None and clamp < 0:
         raise ValueError(f"clamp must be >= 0 or None, got {clamp}")
@@ -308,7 +271,7 @@ def _defaults(act, alpha, gain, clamp):
 
 
 def _check_pair(weight, styles):
-    _check_4d(weight, "weight", "[O, I, kh, kw]")
+    check_4d(weight, "weight", "[O, I, kh, kw]")
     check_float_tensor(styles, "styles")
     check_same(styles, weight, "styles", "weight", dtype=False)
     if styles.dim() != 2 or styles.shape[1] != weight.shape[1]:
@@ -341,7 +304,7 @@ def modulated_weights(weight, styles, dcoefs=None, dtype=None):
     weight: [O, I, kh, kw]; styles: [N, I]; dcoefs: [N, O] or None. Returns [N, O, I, kh, kw] in `dtype` (default: the
     promoted dtype of weight and styles), written once on the triton backend. Differentiable to any order."""
     weight, styles = _check_pair(weight, styles)
-    _check_shaped(dcoefs, "dcoefs", [styles.shape[0], weight.shape[0]], "[N, O]", weight, "weight")
+    check_shaped(dcoefs, "dcoefs", [styles.shape[0], weight.shape[0]], "[N, O]", weight, "weight")
     dtype = weight.dtype if dtype is None else dtype
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
@@ -382,11 +345,11 @@ def modulated_conv2d_epilogue(y, dcoefs=None, noise=None, bias=None, act="linear
     (e.g. [N, 1, H, W] or [H, W]) or None; bias: [O] or None. act, alpha, gain (None: the activation's defaults) and
     clamp (None: none) as gankernels.ops.bias_act. Differentiable to any order with respect to y, dcoefs, noise and
     bias. On the triton backend one fused kernel forward and one backward; elsewhere the reference formula."""
-    _check_4d(y, "y", "[N, O, H, W]")
-    _check_shaped(dcoefs, "dcoefs", list(y.shape[:2]), "[N, O]", y, "y")
-    _check_on(noise, "noise", y, "y")
+    check_4d(y, "y", "[N, O, H, W]")
+    check_shaped(dcoefs, "dcoefs", y.shape[:2], "[N, O]", y, "y")
+    check_on(noise, "noise", y, "y")
     _check_noise(noise, y.shape)
-    _check_shaped(bias, "bias", [y.shape[1]], "[O]", y, "y")
+    check_shaped(bias, "bias", [y.shape[1]], "[O]", y, "y")
     _check_epilogue(act, gain, clamp, alpha)
     alpha, gain, clamp = _defaults(act, alpha, gain, clamp)
     name = resolve_backend(y.device.type)

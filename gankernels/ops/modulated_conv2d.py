@@ -14,21 +14,16 @@ NVlabs' networks_stylegan2 `modulated_conv2d`):
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 
 from ..reference.modulated_conv2d import demodulation_coefficients as ref_demodulation_coefficients
 from ..reference.modulated_conv2d import fp16_prenormalize
-from ._common import check_float_tensor, check_int
+from ._common import check_4d, check_bool, check_float_tensor, check_int_at_least, check_on, check_shaped
 from .bias_act import bias_act
 from .conv2d import conv2d_resample
 from .modconv_pieces import (  # noqa: F401  (demodulation_coefficients, modulated_weights: public here too)
-    _check_4d,
     _check_epilogue,
     _check_noise,
-    _check_on,
-    _check_shaped,
     _dcoefs_op,
     _defaults,
     _epilogue,
@@ -41,26 +36,19 @@ from .modconv_pieces import (  # noqa: F401  (demodulation_coefficients, modulat
 
 
 def _check_args(x, weight, styles, noise, up, down, resample_filter, bias, act, gain, clamp):
-    _check_4d(x, "x", "[N, I, H, W]")
-    _check_4d(weight, "weight", "[O, I, kh, kw]")
-    _check_on(weight, "weight", x, "x")
+    check_4d(x, "x", "[N, I, H, W]")
+    check_4d(weight, "weight", "[O, I, kh, kw]")
+    check_on(weight, "weight", x, "x")
     if weight.shape[1] != x.shape[1]:
         raise ValueError(f"x has {x.shape[1]} channels but weight expects weight.shape[1]={weight.shape[1]}")
     check_float_tensor(styles, "styles")  # not optional
-    _check_shaped(styles, "styles", [x.shape[0], x.shape[1]], "[N, I]", x, "x")
-    _check_on(noise, "noise", x, "x")
-    for name, v in (("up", up), ("down", down)):
-        if check_int(v, name) < 1:
-            raise ValueError(f"{name} must be >= 1, got {v}")
-    _check_on(resample_filter, "resample_filter", x, "x")
-    _check_shaped(bias, "bias", [weight.shape[0]], "[O]", x, "x")
+    check_shaped(styles, "styles", [x.shape[0], x.shape[1]], "[N, I]", x, "x")
+    check_on(noise, "noise", x, "x")
+    check_int_at_least(up, "up", 1)
+    check_int_at_least(down, "down", 1)
+    check_on(resample_filter, "resample_filter", x, "x")
+    check_shaped(bias, "bias", [weight.shape[0]], "[O]", x, "x")
     _check_epilogue(act, gain, clamp)
-
-
-def _check_flag(v, name: str) -> bool:
-    if not isinstance(v, (bool, numbers.Integral)):
-        raise TypeError(f"{name} must be a bool, got {type(v).__name__}")
-    return bool(v)
 
 
 def modulated_conv2d(x, weight, styles, noise=None, up=1, down=1, padding=0, resample_filter=None,
@@ -84,9 +72,9 @@ def modulated_conv2d(x, weight, styles, noise=None, up=1, down=1, padding=0, res
     on CUDA tensors) d, the per-sample weights and the epilogue run on fused kernels (see resolve_backend).
     """
     _check_args(x, weight, styles, noise, up, down, resample_filter, bias, act, gain, clamp)
-    demodulate = _check_flag(demodulate, "demodulate")
-    fused_modconv = _check_flag(fused_modconv, "fused_modconv")
-    flip_weight = _check_flag(flip_weight, "flip_weight")
+    demodulate = check_bool(demodulate, "demodulate")
+    fused_modconv = check_bool(fused_modconv, "fused_modconv")
+    flip_weight = check_bool(flip_weight, "flip_weight")
     backend = resolve_backend(x.device.type)
     if x.dtype == torch.float16 and demodulate:
         weight, styles = fp16_prenormalize(weight, styles)
