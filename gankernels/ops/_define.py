@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
+from torch._C._functorch import unwrap_if_dead as _unwrap_if_dead
 from torch._functorch.autograd_function import custom_function_call as _custom_function_call
-from torch._functorch.utils import unwrap_dead_wrappers as _unwrap_dead_wrappers
 
 # A vmap spec: (input batch axes, output batch axes). An input's axis is the dimension along which the op is
 # separable (output[n] depends only on input[n] there: usually 0, the batch), None where it is not (a filter, a
@@ -32,19 +32,27 @@ class Op:
     """One op: `op(*args)` runs it (eager Function, or the custom op while torch.compile traces); inside a backward
     `op(*args, ctx=ctx)` runs it the way the forward ran."""
 
-    __slots__ = ("name", "custom", "function")
+    __slots__ = ("name", "custom", "function", "impl")
 
-    def __init__(self, name: str, custom, function: type[torch.autograd.Function]):
+    def __init__(self, name: str, custom, function: type[torch.autograd.Function], impl: Callable):
         self.name = name
         self.custom = custom  # the torch custom op (torch.ops.gankernels.<name>)
         self.function = function  # the eager autograd.Function
+        self.impl = impl
 
     def __call__(self, *args, ctx=None):
         if ctx is None:
             eager = not torch.compiler.is_compiling()
         else:
             eager = getattr(ctx, "eager", False)
-        return self.function.apply(*args) if eager else self.custom(*args)
+        if not eager:
+            return self.custom(*args)
+        if torch.is_grad_enabled() or _functorch_active():
+            return self.function.apply(*args)
+        # Nothing to record (inference, or a backward that builds no graph): the impl itself, without the Function's
+        # host time (benchmarks/NOTES.md). A tensor that escaped a finished torch.func transform is unwrapped first,
+        # as Function.apply does.
+        return self.impl(*_unwrap_dead(args))
 
     def __repr__(self) -> str:
         return f"<gankernels op {self.name}>"
@@ -60,9 +68,17 @@ class _EagerFunction(torch.autograd.Function):
 
     @classmethod
     def apply(cls, *args):
-        if not torch._C._are_functorch_transforms_active():
-            return super(torch.autograd.Function, cls).apply(*_unwrap_dead_wrappers(args))
+        if not _functorch_active():
+            return super(torch.autograd.Function, cls).apply(*_unwrap_dead(args))
         return _custom_function_call(cls, *args)
+
+
+_functorch_active = torch._C._are_functorch_transforms_active
+
+
+def _unwrap_dead(args):
+    """torch._functorch.utils.unwrap_dead_wrappers, as a list comprehension (half its host time)."""
+    return [_unwrap_if_dead(a) if isinstance(a, torch.Tensor) else a for a in args]
 
 
 def define_op(
@@ -98,11 +114,21 @@ def define_op(
         "vmap": staticmethod(_vmap_rule(lambda *a: function.apply(*a), vmap)),
     })  # fmt: skip
     torch.library.register_vmap(custom, _vmap_rule(custom, vmap))
-    return Op(name, custom, function)
+    return Op(name, custom, function, impl)
 
 
-def define_forward_op(name: str, schema: str, impl: Callable, *, fake: Callable, gradient: Op, saved: int,
-                      params: slice | None = None, save_output: bool = False, vmap=None) -> Op:
+def define_forward_op(
+    name: str,
+    schema: str,
+    impl: Callable,
+    *,
+    fake: Callable,
+    gradient: Op,
+    saved: int,
+    params: slice | None = None,
+    save_output: bool = False,
+    vmap=None,
+) -> Op:
     """An op whose backward is one call of its `gradient` op: gradient(g, <its first `saved` inputs (and its output
     with save_output)>, <inputs[params]: default every input after the saved ones>) -> the gradients of the saved
     inputs (those not needed are dropped)."""
@@ -122,8 +148,9 @@ def define_forward_op(name: str, schema: str, impl: Callable, *, fake: Callable,
     return define_op(name, schema, impl, fake=fake, setup_context=setup, backward=backward, vmap=vmap)
 
 
-def define_gradient_op(name: str, schema: str, impl: Callable, *, fake: Callable, formula: Callable, saved: int,
-                       vmap=None) -> Op:
+def define_gradient_op(
+    name: str, schema: str, impl: Callable, *, fake: Callable, formula: Callable, saved: int, vmap=None
+) -> Op:
     """A gradient op whose own backward is autograd through the reference `formula` (see through_reference),
     so every order of gradient is exact. Its first `saved` inputs are tensors (the formula's differentiable
     arguments), its last is the backend name, and those between are the formula's other arguments. No vmap spec
