@@ -2,7 +2,7 @@
 forward and forward+backward of bias_act, upsample2d, modulated_conv2d and a whole SynthesisLayer, on the automatic
 backend (`ours`, the C++ kernels) beside the same math in plain eager PyTorch (`ref` / torch's own ops), in one run.
 
-    python tools/host_time.py [--reps 2000] [--repeat 7]
+    python tools/host_time.py [--reps 2000] [--repeat 7] [--only REGEX]
 
 Best of --repeat runs of --reps calls each, in microseconds per call, one thread, timed by the thread's CPU clock
 (time.thread_time: on a shared machine, time spent descheduled does not count). benchmarks/NOTES.md has the table.
@@ -11,6 +11,7 @@ Best of --repeat runs of --reps calls each, in microseconds per call, one thread
 from __future__ import annotations
 
 import argparse
+import re
 import time
 
 import torch
@@ -91,12 +92,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--only", default="", help="measure only the calls whose name matches this regex")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
     print(f"torch {torch.__version__}, backend on CPU tensors: {gankernels.backend.automatic('bias_act', 'cpu')[0]}")
     print(f"{'call':<40} {'variant':<10} {'us/call':>9}")
     for name, variants in cases():
+        if not re.search(args.only, name):
+            continue
         for variant, fn in variants.items():
             print(f"{name:<40} {variant:<10} {_best(fn, args.reps, args.repeat):9.1f}", flush=True)
     return 0

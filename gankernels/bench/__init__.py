@@ -137,17 +137,23 @@ def run_case(case: Case, device: torch.device, reps: int = 20, only: tuple | Non
     inputs = None if case.stateful else case.make_inputs()
     copy_bw = copy_bandwidth(device) if case.bytes else None
     rows, times = [], {}
-    for impl, (name, fn) in implementations(case, device).items():
-        if only and impl not in only and impl not in ("eager", "compile"):
-            continue
+    impls = implementations(case, device)
+    impls = {k: v for k, v in impls.items() if not only or k in only or k in ("eager", "compile")}
+    interleaved = _interleaved(case, impls, reps) if case.stateful and device.type == "cpu" else None
+    for impl, (name, fn) in impls.items():
         try:
-            with _backend.use_backend(name):
-                if case.stateful:
-                    inputs = case.make_inputs()
-                if device.type == "cuda":
-                    torch.cuda.reset_peak_memory_stats(device)
-                warmup = case.warmup if case.warmup is not None else 3
-                ms = time_fn(lambda fn=fn, inputs=inputs: fn(*inputs), device, warmup, case.reps or reps) / case.iters
+            if interleaved is not None:
+                ms = interleaved[impl]
+                if isinstance(ms, Exception):
+                    raise ms
+            else:
+                with _backend.use_backend(name):
+                    if case.stateful:
+                        inputs = case.make_inputs()
+                    if device.type == "cuda":
+                        torch.cuda.reset_peak_memory_stats(device)
+                    ms = time_fn(lambda fn=fn, inputs=inputs: fn(*inputs), device, _warmup(case), case.reps or reps)
+                    ms /= case.iters
         except Exception as e:  # a backend that fails is reported, not hidden
             rows.append(dict(op=case.op, case=case.name, impl=impl, error=f"{type(e).__name__}: {e}"[:200]))
             continue
@@ -177,6 +183,40 @@ def run_case(case: Case, device: torch.device, reps: int = 20, only: tuple | Non
             row["vs_eager"] = times["eager"] / row["ms"] if "eager" in times else None
             row["vs_compile"] = times["compile"] / row["ms"] if "compile" in times else None
     return rows
+
+
+def _warmup(case: Case) -> int:
+    return case.warmup if case.warmup is not None else 3
+
+
+def _interleaved(case: Case, impls: dict, reps: int) -> dict[str, float | Exception]:
+    """CPU whole-step cases: each implementation's state built and warmed up, then one timed call of each in turn for
+    `reps` rounds; median ms per iteration (or the exception an implementation raised). Timed one after the other,
+    a drift of the shared machine (another process, the clock) fell on whichever ran during it: the same computation
+    measured 0.68-1.26x itself in one run (benchmarks/NOTES.md); interleaved, it falls on all of them alike."""
+    states, samples, out = {}, {}, {}
+    for impl, (name, fn) in impls.items():
+        try:
+            with _backend.use_backend(name):
+                inputs = case.make_inputs()
+                for _ in range(_warmup(case)):
+                    fn(*inputs)
+            states[impl], samples[impl] = inputs, []
+        except Exception as e:
+            out[impl] = e
+    for _ in range(case.reps or reps):
+        for impl in [i for i in states if i not in out]:
+            name, fn = impls[impl]
+            try:
+                with _backend.use_backend(name):
+                    t0 = time.perf_counter()
+                    fn(*states[impl])
+                    samples[impl].append((time.perf_counter() - t0) * 1e3)
+            except Exception as e:
+                out[impl] = e
+    for impl, taken in samples.items():
+        out.setdefault(impl, statistics.median(taken) / case.iters)
+    return out
 
 
 DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}

@@ -228,7 +228,7 @@ def cases(device: torch.device, quick: bool = False) -> list[Case]:
         elif iters > 1:  # one whole StyleGAN2 cycle per call: 1 warmup cycle
             warmup, reps = 1, 3 if device.type == "cuda" else 2
         else:
-            warmup, reps = (3, 10) if device.type == "cuda" else (2, 5)
+            warmup, reps = (3, 10) if device.type == "cuda" else (2, 9)
 
         def make(model=model, config=config, iters=iters):
             return (TaskSteps(model, config, device, iters, backend or "inductor"),)

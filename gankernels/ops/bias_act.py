@@ -32,10 +32,12 @@ from ._define import define_op
 
 ACTIVATIONS = ref.ACTIVATIONS
 
-# The automatic choice on CPU tensors runs the C++ kernel where it is the faster (benchmarks/NOTES.md, "bias_act on
-# CPU: when the kernel pays"): the piecewise-linear activations on at least CPU_KERNEL_MIN_NUMEL elements. Below that
-# the host time of an autograd.Function (~5 us an op, twice per fwd+bwd) outweighs one pass over memory saved; the
-# transcendental activations' scalar exp / expm1 / log1p lose to torch's vectorised ones at every size (tanh 4-5x).
+# The automatic choice on CPU tensors runs the C++ kernel where it measured faster (benchmarks/NOTES.md, "bias_act on
+# CPU: when the kernel pays"): a piecewise-linear activation that the kernel fuses with at least one more of torch's
+# passes (bias, gain, clamp) on at least CPU_KERNEL_MIN_NUMEL elements. Below that the host time of an
+# autograd.Function (~5 us an op, twice per fwd+bwd) outweighs the passes saved; one pass alone (DCGAN's relu) is
+# torch's own vectorised op either way; the transcendental activations' scalar exp / expm1 / log1p lose to torch's
+# vectorised ones at every size (tanh 4-5x).
 CPU_KERNEL_ACTS = frozenset(("linear", "relu", "lrelu"))
 CPU_KERNEL_MIN_NUMEL = 2**14
 
@@ -282,14 +284,17 @@ def bias_act(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None):
     if act == "linear" and b is None and gain == 1 and clamp < 0:
         return x
     name = _backend.resolve("bias_act", x.device.type)
-    if name == "ref" or name == "cpu" and _backend.get_backend() is None and not _cpu_kernel_pays(x, act):
+    if name == "ref" or name == "cpu" and not _cpu_kernel_pays(x, b, act, gain, clamp):
         return ref.bias_act(x, b, dim, act, alpha, gain, clamp)
     return _bias_act(dense(x), b, dim, act, alpha, gain, clamp, name)
 
 
-def _cpu_kernel_pays(x: torch.Tensor, act: str) -> bool:
-    """Whether the automatic choice runs the C++ kernel on CPU tensor x (else the reference's torch ops)."""
-    return act in CPU_KERNEL_ACTS and x.numel() >= CPU_KERNEL_MIN_NUMEL
+def _cpu_kernel_pays(x: torch.Tensor, b, act: str, gain: float, clamp: float) -> bool:
+    """Whether the C++ kernel runs on CPU tensor x: always when forced, else where it pays (else torch's ops)."""
+    if _backend.get_backend() is not None:
+        return True
+    passes = (b is not None) + (act != "linear") + (gain != 1) + (clamp >= 0)  # of the reference
+    return act in CPU_KERNEL_ACTS and passes >= 2 and x.numel() >= CPU_KERNEL_MIN_NUMEL
 
 
 def fused_leaky_relu(x, bias=None, negative_slope=0.2, scale=2**0.5):

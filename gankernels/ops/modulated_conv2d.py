@@ -106,13 +106,11 @@ def _composed(x, weight, styles, noise, conv, demodulate, fused_modconv, bias, a
     # Demodulation coefficients d [N, O] as styles^2 @ wsq^T (no [N, O, I, kh, kw] tensor), per-sample weights
     # [N, O, I, kh, kw] only for the grouped conv.
     dcoefs = ref_demodulation_coefficients(weight, styles) if demodulate else None
-    if fused_modconv:
-        w = weight.unsqueeze(0) * styles.reshape(batch_size, 1, -1, 1, 1)
+    if fused_modconv:  # one pass over [N, O, I, kh, kw]: the [N, O, I] scales first
+        scales = styles.reshape(batch_size, 1, -1, 1, 1)
         if demodulate:
-            w = w * dcoefs.reshape(batch_size, -1, 1, 1, 1)
-
-    if fused_modconv:
-        y = _conv(x, w, None, conv)
+            scales = scales * dcoefs.reshape(batch_size, -1, 1, 1, 1)
+        y = _conv(x, weight.unsqueeze(0) * scales, None, conv)
     else:  # scale the activations before and after a conv with the shared weight
         y = _conv(x, weight, styles, conv)
         if demodulate:

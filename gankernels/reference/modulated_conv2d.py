@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from . import bias_act as ref_bias_act
 from .conv2d import conv2d_resample
@@ -77,9 +78,11 @@ def demodulation_coefficients(weight: torch.Tensor, styles: torch.Tensor) -> tor
 
     The same number as NVlabs' (weight * styles).square().sum([2, 3, 4]), as an [N, I] x [I, O] product that never
     builds the [N, O, I, kh, kw] modulated weight."""
-    dtype = torch.promote_types(weight.dtype, styles.dtype)  # what weight * styles would compute in
-    wsq = weight.to(dtype).square().sum(dim=[2, 3])  # [O, I]
-    return (styles.to(dtype).square() @ wsq.t() + 1e-8).rsqrt()
+    if weight.dtype != styles.dtype:  # computed in the dtype that weight * styles would compute in
+        dtype = torch.promote_types(weight.dtype, styles.dtype)
+        weight, styles = weight.to(dtype), styles.to(dtype)
+    wsq = weight.square().sum(dim=[2, 3])  # [O, I]
+    return (F.linear(styles.square(), wsq) + 1e-8).rsqrt()
 
 
 def demodulation_coefficients_grad(gd, weight, styles, dcoefs):

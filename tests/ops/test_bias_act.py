@@ -242,8 +242,9 @@ def test_ref_backend_is_plain_autograd():
 
 @pytest.mark.skipif("cpu" not in backends_for("bias_act", "cpu"), reason="the C++ extension is not built")
 def test_automatic_cpu_choice_runs_the_kernel_only_where_it_pays():
-    """Automatic on CPU: the kernel for linear / relu / lrelu from CPU_KERNEL_MIN_NUMEL elements, torch's ops below it
-    and for the transcendental activations; a forced "cpu" always runs the kernel. Values agree either way."""
+    """Automatic on CPU: the kernel for linear / relu / lrelu fused with a bias, gain or clamp from
+    CPU_KERNEL_MIN_NUMEL elements; torch's ops below it, for one pass alone and for the transcendental activations; a
+    forced "cpu" always runs the kernel. Values agree either way."""
     module = importlib.import_module("gankernels.ops.bias_act")  # gankernels.ops.bias_act is the function
 
     def runs_kernel(y):
@@ -255,6 +256,8 @@ def test_automatic_cpu_choice_runs_the_kernel_only_where_it_pays():
     assert runs_kernel(bias_act(big, b, act="lrelu"))
     assert not runs_kernel(bias_act(small, b, act="lrelu"))
     assert not runs_kernel(bias_act(big, b, act="tanh"))
+    assert not runs_kernel(bias_act(big, None, act="relu", gain=1.0))  # one pass: torch's relu
+    assert runs_kernel(bias_act(big, None, act="relu", gain=2.0))
     with gankernels.use_backend("cpu"):
         forced = [bias_act(t, b, act=a) for t, a in ((small, "lrelu"), (big, "tanh"))]
     assert all(runs_kernel(y) for y in forced)
