@@ -198,9 +198,7 @@ def filter2d(x, f, padding=0, flip_filter=False, gain=1):
 
     Same arguments as upfirdn2d; even-sized filters are centered as NVlabs' filter2d.
     """
-    padx0, padx1, pady0, pady1 = _parse_padding(padding)
-    fw, fh = _filter_size(f)
-    p = [padx0 + fw // 2, padx1 + (fw - 1) // 2, pady0 + fh // 2, pady1 + (fh - 1) // 2]
+    p = ref.filter_padding(_parse_padding(padding), *_filter_size(f))
     return upfirdn2d(x, f, padding=p, flip_filter=flip_filter, gain=gain)
 
 
@@ -210,14 +208,7 @@ def upsample2d(x, f, up=2, padding=0, flip_filter=False, gain=1):
     The gain is multiplied by upx * upy, so that a normalized filter (setup_filter) keeps the signal's mean.
     """
     upx, upy = _parse_scaling(up, "up")
-    padx0, padx1, pady0, pady1 = _parse_padding(padding)
-    fw, fh = _filter_size(f)
-    p = [
-        padx0 + (fw + upx - 1) // 2,
-        padx1 + (fw - upx) // 2,
-        pady0 + (fh + upy - 1) // 2,
-        pady1 + (fh - upy) // 2,
-    ]
+    p = ref.upsample_padding(_parse_padding(padding), *_filter_size(f), upx, upy)
     gain = check_real(gain, "gain")
     return upfirdn2d(x, f, up=[upx, upy], padding=p, flip_filter=flip_filter, gain=gain * upx * upy)
 
@@ -227,12 +218,5 @@ def downsample2d(x, f, down=2, padding=0, flip_filter=False, gain=1):
     padding=0 and the sizes divide.
     """
     downx, downy = _parse_scaling(down, "down")
-    padx0, padx1, pady0, pady1 = _parse_padding(padding)
-    fw, fh = _filter_size(f)
-    p = [
-        padx0 + (fw - downx + 1) // 2,
-        padx1 + (fw - downx) // 2,
-        pady0 + (fh - downy + 1) // 2,
-        pady1 + (fh - downy) // 2,
-    ]
+    p = ref.downsample_padding(_parse_padding(padding), *_filter_size(f), downx, downy)
     return upfirdn2d(x, f, down=[downx, downy], padding=p, flip_filter=flip_filter, gain=gain)

@@ -112,11 +112,29 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1):
     return y.contiguous(memory_format=fmt)
 
 
+# upfirdn2d's padding [x0, x1, y0, y1] for the three wrappers, from theirs and the filter's size (fw, fh): with padding
+# 0 the output is the input's size (filter2d, NVlabs' centering of even-sized filters), `up` (upsample2d) or 1 / `down`
+# (downsample2d) times it.
+
+
+def filter_padding(padding, fw: int, fh: int) -> list[int]:
+    px0, px1, py0, py1 = padding
+    return [px0 + fw // 2, px1 + (fw - 1) // 2, py0 + fh // 2, py1 + (fh - 1) // 2]
+
+
+def upsample_padding(padding, fw: int, fh: int, upx: int, upy: int) -> list[int]:
+    px0, px1, py0, py1 = padding
+    return [px0 + (fw + upx - 1) // 2, px1 + (fw - upx) // 2, py0 + (fh + upy - 1) // 2, py1 + (fh - upy) // 2]
+
+
+def downsample_padding(padding, fw: int, fh: int, downx: int, downy: int) -> list[int]:
+    px0, px1, py0, py1 = padding
+    return [px0 + (fw - downx + 1) // 2, px1 + (fw - downx) // 2, py0 + (fh - downy + 1) // 2, py1 + (fh - downy) // 2]
+
+
 def filter2d(x, f, padding=0, flip_filter=False, gain=1):
     """FIR-filter x, keeping its size when padding=0 (NVlabs' centering of even-sized filters)."""
-    padx0, padx1, pady0, pady1 = parse_padding(padding)
-    fw, fh = filter_size(f)
-    p = [padx0 + fw // 2, padx1 + (fw - 1) // 2, pady0 + fh // 2, pady1 + (fh - 1) // 2]
+    p = filter_padding(parse_padding(padding), *filter_size(f))
     return upfirdn2d(x, f, padding=p, flip_filter=flip_filter, gain=gain)
 
 
@@ -126,26 +144,12 @@ def upsample2d(x, f, up=2, padding=0, flip_filter=False, gain=1):
     The gain is multiplied by upx * upy so that a normalized filter keeps the signal's mean.
     """
     upx, upy = parse_scaling(up)
-    padx0, padx1, pady0, pady1 = parse_padding(padding)
-    fw, fh = filter_size(f)
-    p = [
-        padx0 + (fw + upx - 1) // 2,
-        padx1 + (fw - upx) // 2,
-        pady0 + (fh + upy - 1) // 2,
-        pady1 + (fh - upy) // 2,
-    ]
+    p = upsample_padding(parse_padding(padding), *filter_size(f), upx, upy)
     return upfirdn2d(x, f, up=up, padding=p, flip_filter=flip_filter, gain=gain * upx * upy)
 
 
 def downsample2d(x, f, down=2, padding=0, flip_filter=False, gain=1):
     """Downsample x by `down` with FIR filter f: output [N, C, H // downy, W // downx] when padding=0."""
     downx, downy = parse_scaling(down)
-    padx0, padx1, pady0, pady1 = parse_padding(padding)
-    fw, fh = filter_size(f)
-    p = [
-        padx0 + (fw - downx + 1) // 2,
-        padx1 + (fw - downx) // 2,
-        pady0 + (fh - downy + 1) // 2,
-        pady1 + (fh - downy) // 2,
-    ]
+    p = downsample_padding(parse_padding(padding), *filter_size(f), downx, downy)
     return upfirdn2d(x, f, down=down, padding=p, flip_filter=flip_filter, gain=gain)
