@@ -119,6 +119,8 @@ def _composed(x, weight, styles, noise, conv, demodulate, fused_modconv, bias, a
     _check_noise(noise, y.shape)
     if noise is not None:
         y = y + noise.to(y.dtype)
+    if bias is None and act == "linear" and gain in (None, 1) and clamp is None:  # no epilogue (checked: no call)
+        return y
     return bias_act(y, None if bias is None else bias.to(y.dtype), act=act, gain=gain, clamp=clamp)
 
 
