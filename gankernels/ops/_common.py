@@ -136,6 +136,11 @@ def empty_like(t: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(t, memory_format=memory_format(t))
 
 
+def empty_as(x: torch.Tensor, shape) -> torch.Tensor:
+    """An empty tensor of `shape` in x's dtype, device and memory format."""
+    return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=memory_format(x))
+
+
 def contiguous(*ts: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
     return tuple(None if t is None else t.contiguous() for t in ts)
 

@@ -37,6 +37,7 @@ from ._common import (
     check_shaped,
     contiguous,
     dense,
+    empty_as,
     int_pair,
     kernels,
     memory_format,
@@ -82,7 +83,7 @@ def _outputs(x: torch.Tensor, weight: torch.Tensor, padding, need_y: bool) -> tu
     """Empty (out, y): out in x's memory format, y like it when need_y, else a placeholder."""
     k = weight.shape[2]
     shape = [x.shape[0], weight.shape[0], x.shape[2] + 2 * padding[0] - k + 1, x.shape[3] + 2 * padding[1] - k + 1]
-    out = x.new_empty(shape).contiguous(memory_format=memory_format(x))
+    out = empty_as(x, shape)
     return out, (torch.empty_like(out) if need_y else _absent(x))
 
 

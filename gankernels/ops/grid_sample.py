@@ -16,7 +16,7 @@ import torch
 
 from .. import backend as _backend
 from ..reference import grid_sample as ref
-from ._common import check_4d, check_float_tensor, check_same, dense, empty_like, kernels, memory_format
+from ._common import check_4d, check_float_tensor, check_same, dense, empty_as, empty_like, kernels, memory_format
 from ._define import define_op, through_reference
 
 OP = "grid_sample"  # the backend op name: gankernels._C.grid_sample_* and gankernels.triton.grid_sample
@@ -35,8 +35,7 @@ def resolve_backend(device_type: str) -> str:
 
 def _empty_out(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     """[N, C, Ho, Wo] in x's dtype, device and memory format."""
-    shape = (x.shape[0], x.shape[1], grid.shape[1], grid.shape[2])
-    return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=memory_format(x))
+    return empty_as(x, (x.shape[0], x.shape[1], grid.shape[1], grid.shape[2]))
 
 
 def _empty_grads(x: torch.Tensor, grid: torch.Tensor, want_x: bool, want_grid: bool):

@@ -41,8 +41,9 @@ def resolve_backend(device_type: str) -> str:
     """The backend that runs instance_norm_act on `device_type` tensors: "ref" or "triton".
 
     gankernels.backend.resolve_triton_op: a forced "ref" or "triton" (set_backend / use_backend /
-    GANKERNELS_BACKEND) is honoured (RuntimeError when triton cannot run here), a forced "cpu" or "cuda" (no kernels
-    of this op there) gives the reference; automatic: triton on CUDA tensors when it is available, else the reference.
+    GANKERNELS_BACKEND) is honoured (RuntimeError when triton cannot run here); a forced "cpu" or "cuda" (no kernels
+    of this op there) raises, or under use_backend(name, strict=False) leaves the op on its automatic choice;
+    automatic: triton on CUDA tensors when it is available, else the reference.
     """
     return _backend.resolve_triton_op(OP, device_type)
 

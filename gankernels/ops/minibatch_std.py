@@ -16,7 +16,7 @@ import torch
 
 from .. import backend as _backend
 from ..reference import minibatch_std as ref
-from ._common import check_4d, check_int, check_int_at_least, empty_like, kernels, memory_format
+from ._common import check_4d, check_int, check_int_at_least, empty_as, empty_like, kernels
 from ._define import define_forward_op, define_gradient_op
 
 OP = "minibatch_std"  # the backend op name: kernels in gankernels.triton.minibatch_std
@@ -26,8 +26,9 @@ def resolve_backend(device_type: str) -> str:
     """The backend that runs minibatch_std on `device_type` tensors: "ref" or "triton".
 
     gankernels.backend.resolve_triton_op: a forced "ref" or "triton" (set_backend / use_backend /
-    GANKERNELS_BACKEND) is honoured (RuntimeError when triton cannot run here), a forced "cpu" or "cuda" (no kernels
-    of this op there) gives the reference; automatic: triton on CUDA tensors when it is available, else the reference.
+    GANKERNELS_BACKEND) is honoured (RuntimeError when triton cannot run here); a forced "cpu" or "cuda" (no kernels
+    of this op there) raises, or under use_backend(name, strict=False) leaves the op on its automatic choice;
+    automatic: triton on CUDA tensors when it is available, else the reference.
     No GPU measurement yet;
     the reference makes ~7 passes over x-sized tensors (mean, subtract, square, mean, sqrt, mean, cat) and its
     autograd about as many again, the fused forward reads x once and writes the output once, the backward reads x and
@@ -45,7 +46,7 @@ def _merged(t: torch.Tensor) -> torch.Tensor:
 def _out_empty(x: torch.Tensor, num_channels: int) -> torch.Tensor:
     """The output: [N, C + num_channels, H, W] in x's dtype, device and memory format."""
     n, c, h, w = x.shape
-    return torch.empty((n, c + num_channels, h, w), dtype=x.dtype, device=x.device, memory_format=memory_format(x))
+    return empty_as(x, (n, c + num_channels, h, w))
 
 
 # ----------------------------------------------------------------------------------------------------------------

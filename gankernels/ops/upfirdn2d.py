@@ -24,9 +24,9 @@ from ._common import (
     check_real,
     check_same,
     dense,
+    empty_as,
     int_pair,
     kernels,
-    memory_format,
 )
 from ._define import define_op
 
@@ -44,13 +44,9 @@ def _out_shape(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1):
     return [n, c, _out_size(h, upy, pady0, pady1, fh, downy), _out_size(w, upx, padx0, padx1, fw, downx)]
 
 
-def _empty(x: torch.Tensor, shape) -> torch.Tensor:
-    return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=memory_format(x))
-
-
 def _upfirdn2d_impl(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1, flip, gain, backend):
     x = dense(x)
-    out = _empty(x, _out_shape(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1))
+    out = empty_as(x, _out_shape(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1))
     if out.numel() == 0:
         return out
     f = f.to(device=x.device, dtype=torch.float64 if x.dtype == torch.float64 else torch.float32).contiguous()
@@ -59,14 +55,14 @@ def _upfirdn2d_impl(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1, fl
         forward(x, f, out, upx, upy, downx, downy, padx0, padx1, pady0, pady1, flip, gain)
         return out
     fw = f.shape[0]
-    tmp = _empty(x, [x.shape[0], x.shape[1], x.shape[2], out.shape[3]])
+    tmp = empty_as(x, [x.shape[0], x.shape[1], x.shape[2], out.shape[3]])
     forward(x, f.reshape(1, fw), tmp, upx, 1, downx, 1, padx0, padx1, 0, 0, flip, 1.0)
     forward(tmp, f.reshape(fw, 1), out, 1, upy, 1, downy, 0, 0, pady0, pady1, flip, gain)
     return out
 
 
 def _upfirdn2d_fake(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1, flip, gain, backend):
-    return _empty(x, _out_shape(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1))
+    return empty_as(x, _out_shape(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1))
 
 
 def _upfirdn2d_setup(ctx, inputs, output):
