@@ -122,13 +122,15 @@ def train(args) -> int:
         from .metrics.evaluate import SnapshotEvaluator
 
         metrics = SnapshotEvaluator(args.metrics, inception=args.inception, pr_network=args.pr_network)
+    from .training import distributed
+
     try:
         result = loop.train(task_cls, config, args.out, steps=args.steps, kimg=args.kimg, resume=args.resume,
                             snap=args.snap, device=args.device, quiet=args.quiet, metrics=metrics)  # fmt: skip
-    finally:
-        from .training import distributed
-
+    except BaseException:
         distributed.shutdown()
+        raise
+    distributed.shutdown(synchronize=True)
     spk = result["sec_per_kimg"]
     print(f"{args.model}: step {result['step']}, {result['nimg'] / 1000:.2f} kimg, "
           + (f"{spk:.1f} sec/kimg, " if spk else "") + f"run in {args.out}")  # fmt: skip

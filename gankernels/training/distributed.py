@@ -42,8 +42,14 @@ def init_from_env(device_type: str) -> DistInfo:
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank)
 
 
-def shutdown() -> None:
+def shutdown(synchronize: bool = False) -> None:
+    """Leave the process group. synchronize (the normal end of a run): a barrier first, so that no rank tears the
+    group down while another still has collective work in flight on it (once, on a loaded machine, a gloo rank aborted
+    at exit after a finished run: "terminate called without an active exception"). Not after an error: another rank
+    may be gone, and the barrier would wait for it."""
     if dist.is_available() and dist.is_initialized():
+        if synchronize:
+            dist.barrier()
         dist.destroy_process_group()
 
 
