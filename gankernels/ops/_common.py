@@ -145,20 +145,6 @@ def contiguous(*ts: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
     return tuple(None if t is None else t.contiguous() for t in ts)
 
 
-def dim_order(ndim: int, fmt: torch.memory_format) -> list[int]:
-    """Dimensions from outermost to innermost in memory."""
-    if fmt in (torch.channels_last, torch.channels_last_3d):
-        return [0] + list(range(2, ndim)) + [1]
-    return list(range(ndim))
-
-
-def inner_step(shape, fmt: torch.memory_format, dim: int) -> int:
-    """Elements between consecutive indices along `dim` in a dense tensor of `fmt`: coordinate along `dim` of
-    flat element i is (i // step) % shape[dim]."""
-    order = dim_order(len(shape), fmt)
-    return math.prod(shape[d] for d in order[order.index(dim) + 1 :])
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Backends
 

@@ -1,8 +1,9 @@
 """Triton kernels of bias_act: one pass over the flat memory of a dense tensor (any layout).
 
-The channel of flat element i is (i // step) % size (see gankernels.ops._common.inner_step). fp16/bf16 are
-computed in fp32, fp64 in fp64. Activation codes follow gankernels.reference.bias_act.ACTIVATIONS; their math is
-gankernels.triton._common's (activation, activation_grad), shared with the modulated conv and fused conv epilogues.
+The channel of flat element i is (i // step) % size, step the tensor's stride along `dim`
+(gankernels.ops.bias_act._launch_args). fp16/bf16 are computed in fp32, fp64 in fp64. Activation codes follow
+gankernels.reference.bias_act.ACTIVATIONS; their math is gankernels.triton._common's (activation, activation_grad),
+shared with the modulated conv and fused conv epilogues.
 """
 
 from __future__ import annotations
