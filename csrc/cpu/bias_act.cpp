@@ -1,4 +1,5 @@
-// bias_act on the CPU: one pass over memory, OpenMP across rows, SIMD along them.
+// bias_act on the CPU: one pass over memory, OpenMP across rows, SIMD along them (the bias gradient: a second pass,
+// reduce_channels).
 //
 // The flat tensor is walked in runs that share one bias value (a row of `step` elements: NCHW, dim=1) or,
 // when step == 1 (channels_last, dim=1), in runs of `size` elements whose bias is b[0..size). Either way the
@@ -8,6 +9,7 @@
 
 #include <algorithm>
 #include <type_traits>
+#include <vector>
 
 #include "common.h"
 #include "gankernels/bias_act.h"
@@ -27,15 +29,15 @@ void for_each_run(int64_t n, int64_t step, int64_t size, bool has_bias, int num_
   const int nt = n < kGrain ? 1 : num_threads;
   if (!has_bias || size == 1) {  // one run per chunk; the channel is irrelevant (or always 0)
     const int64_t chunks = (n + kGrain - 1) / kGrain;
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int64_t c = 0; c < chunks; ++c) run(c * kGrain, std::min(kGrain, n - c * kGrain), int64_t(0), false);
   } else if (step == 1) {  // channels innermost
     const int64_t rows = n / size;
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int64_t r = 0; r < rows; ++r) run(r * size, size, int64_t(0), true);
   } else {  // `step` consecutive elements share a channel
     const int64_t rows = n / step;
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int64_t r = 0; r < rows; ++r) run(r * step, step, r % size, false);
   }
 }
@@ -87,6 +89,46 @@ void backward(const BiasActArgs& p, int num_threads) {
   });
 }
 
+// db[c] = the sum of out over channel c, accumulated in double, the same for any number of threads: the flat tensor,
+// seen as [outer, size, step], is cut into fixed blocks (of outer indices, and of channels where one outer index
+// holds more than kGrain elements), each summed by one thread into its own row of `sums`; the rows are then folded in
+// order.
+template <typename T>
+void reduce_channels(const T* out, int64_t n, int64_t step, int64_t size, T* db, int num_threads) {
+  const int64_t per_outer = step * size, outer = n / per_outer;
+  const int64_t ob = std::max<int64_t>(1, kGrain / per_outer);  // outer indices per block
+  const int64_t cb = ob > 1 ? size : std::clamp<int64_t>(kGrain / step, 1, size);  // channels per block
+  const int64_t oblocks = (outer + ob - 1) / ob, cblocks = (size + cb - 1) / cb;
+  std::vector<double> sums(oblocks * size, 0.0);
+  const int nt = n < kGrain ? 1 : num_threads;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+  for (int64_t blk = 0; blk < oblocks * cblocks; ++blk) {
+    const int64_t o0 = blk / cblocks * ob, o1 = std::min(outer, o0 + ob);
+    const int64_t c0 = blk % cblocks * cb, c1 = std::min(size, c0 + cb);
+    double* acc = sums.data() + blk / cblocks * size;
+    for (int64_t o = o0; o < o1; ++o) {
+      const T* base = out + o * per_outer;
+      if (step == 1) {
+#pragma omp simd
+        for (int64_t c = c0; c < c1; ++c) acc[c] += double(base[c]);
+      } else {
+        for (int64_t c = c0; c < c1; ++c) {
+          const T* row = base + c * step;
+          double s = 0;
+#pragma omp simd reduction(+ : s)
+          for (int64_t j = 0; j < step; ++j) s += double(row[j]);
+          acc[c] += s;
+        }
+      }
+    }
+  }
+  for (int64_t c = 0; c < size; ++c) {
+    double s = 0;
+    for (int64_t k = 0; k < oblocks; ++k) s += sums[k * size + c];
+    db[c] = T(s);
+  }
+}
+
 template <typename T>
 void run(const BiasActArgs& p, int num_threads) {
   const bool clamp = p.clamp >= 0;
@@ -96,6 +138,7 @@ void run(const BiasActArgs& p, int num_threads) {
       clamp ? forward<T, A, true>(p, num_threads) : forward<T, A, false>(p, num_threads);
     } else if (p.order == 1) {
       clamp ? backward<T, A, 1, true>(p, num_threads) : backward<T, A, 1, false>(p, num_threads);
+      if (p.db) reduce_channels(static_cast<const T*>(p.out), p.n, p.step, p.size, static_cast<T*>(p.db), num_threads);
     } else {
       clamp ? backward<T, A, 2, true>(p, num_threads) : backward<T, A, 2, false>(p, num_threads);
     }

@@ -2,12 +2,18 @@
 #include "gankernels/bias_act.h"
 
 #include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/zeros.h>
 
 #include "glue.h"
 #include "ops.h"
 
 namespace gankernels {
 namespace {
+
+void check_dim(const at::Tensor& t, int64_t dim) {
+  GK_CHECK(dim >= 0 && dim < t.dim(), "bias_act: dim ", dim, " is out of range for ", t.dim(), " dimensions");
+}
 
 void check_bias(const std::optional<at::Tensor>& b, const at::Tensor& like, int64_t size) {
   if (!b.has_value()) return;
@@ -17,18 +23,18 @@ void check_bias(const std::optional<at::Tensor>& b, const at::Tensor& like, int6
   GK_CHECK(b->dim() == 1 && b->numel() == size && b->is_contiguous(), "b must be contiguous of length ", size);
 }
 
-BiasActArgs make_args(const at::Tensor& out, int64_t step, int64_t size, int64_t act, double alpha, double gain,
-                      double clamp, int64_t order) {
+// The kernels' view of channel `dim` of a dense tensor: flat element i has channel (i / step) % size, with step the
+// stride of `dim` (any step serves a dim of size 1).
+BiasActArgs make_args(const at::Tensor& out, int64_t dim, int64_t act, double alpha, double gain, double clamp,
+                      int64_t order) {
   GK_CHECK(act >= 1 && act <= 9, "bias_act: unknown activation code ", act);
   GK_CHECK(order >= 0 && order <= 2, "bias_act: order must be 0, 1 or 2, got ", order);
-  GK_CHECK(step >= 1 && size >= 1 && out.numel() % (step * size) == 0, "bias_act: step ", step, " and size ",
-              size, " do not tile ", out.numel(), " elements");
   GK_CHECK(out.is_non_overlapping_and_dense(), "bias_act: the output must be dense");
   BiasActArgs p;
   p.out = out.data_ptr();
   p.n = out.numel();
-  p.step = step;
-  p.size = size;
+  p.size = out.size(dim);
+  p.step = p.size > 1 ? out.stride(dim) : 1;
   p.act = static_cast<int>(act);
   p.order = static_cast<int>(order);
   p.alpha = alpha;
@@ -54,22 +60,35 @@ void launch(const BiasActArgs& p, const at::Tensor& out) {
 
 }  // namespace
 
-void bias_act_forward(const at::Tensor& x, const std::optional<at::Tensor>& b, const at::Tensor& y, int64_t step,
-                      int64_t size, int64_t act, double alpha, double gain, double clamp) {
+at::Tensor bias_act_forward(const at::Tensor& x, const std::optional<at::Tensor>& b, int64_t dim, int64_t act,
+                            double alpha, double gain, double clamp) {
+  check_dim(x, dim);
+  at::Tensor y = at::empty_like(x);  // x is dense: y has its strides
+  if (y.numel() == 0) return y;
   check_like(x, y, "x");
-  check_bias(b, y, size);
-  BiasActArgs p = make_args(y, step, size, act, alpha, gain, clamp, 0);
+  check_bias(b, y, y.size(dim));
+  BiasActArgs p = make_args(y, dim, act, alpha, gain, clamp, 0);
   p.x = x.data_ptr();
   p.b = data_or_null(b);
   launch(p, y);
+  return y;
 }
 
-std::optional<at::Tensor> bias_act_backward(const at::Tensor& g, const std::optional<at::Tensor>& m,
-                                            const std::optional<at::Tensor>& x, const std::optional<at::Tensor>& b,
-                                            const std::optional<at::Tensor>& y, const at::Tensor& out, int64_t step,
-                                            int64_t size, int64_t act, double alpha, double gain, double clamp,
-                                            int64_t order, bool want_db) {
-  BiasActArgs p = make_args(out, step, size, act, alpha, gain, clamp, order);
+std::tuple<at::Tensor, std::optional<at::Tensor>> bias_act_backward(
+    const at::Tensor& g, const std::optional<at::Tensor>& m, const std::optional<at::Tensor>& x,
+    const std::optional<at::Tensor>& b, const std::optional<at::Tensor>& y, int64_t dim, int64_t act, double alpha,
+    double gain, double clamp, int64_t order, bool want_db) {
+  GK_CHECK(!want_db || order == 1, "bias_act_backward: the bias gradient is of order 1 only");
+  // The gradient takes the layout of the saved tensor, so that it is never copied.
+  at::Tensor out = at::empty_like(y.has_value() ? *y : x.has_value() ? *x : g);
+  check_dim(out, dim);
+  const int64_t size = out.size(dim);
+  std::optional<at::Tensor> db;
+  if (out.numel() == 0) {
+    if (want_db) db = at::zeros({size}, out.options());
+    return {out, db};
+  }
+  BiasActArgs p = make_args(out, dim, act, alpha, gain, clamp, order);
   check_like(g, out, "g");
   check_like(m, out, "m");
   check_like(x, out, "x");
@@ -85,18 +104,29 @@ std::optional<at::Tensor> bias_act_backward(const at::Tensor& g, const std::opti
   p.x = data_or_null(x);
   p.b = kind == 1 ? data_or_null(b) : nullptr;
   p.y = data_or_null(y);
-  // The fused bias gradient: partial sums [n / (step * size), size, chunks] that the caller sums over dims 0 and 2.
-  std::optional<at::Tensor> partial;
+  if (want_db && out.is_cpu()) {  // the CPU kernel sums out per channel after its pass
+    db = at::empty({size}, out.options());
+    p.db = db->data_ptr();
+  }
 #ifdef GANKERNELS_WITH_CUDA
-  if (want_db && out.is_cuda() && p.n > 0 && (p.db_chunks = bias_act_cuda_db_chunks(p)) > 0) {
+  // The fused bias gradient on CUDA: partial sums [n / (step * size), size, chunks], summed here.
+  at::Tensor partial;
+  if (want_db && out.is_cuda() && (p.db_chunks = bias_act_cuda_db_chunks(p)) > 0) {
     const auto acc = out.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-    partial = at::empty({p.n / (step * size), size, p.db_chunks}, out.options().dtype(acc));
-    p.db_partial = partial->data_ptr();
+    partial = at::empty({p.n / (p.step * size), size, p.db_chunks}, out.options().dtype(acc));
+    p.db_partial = partial.data_ptr();
   }
 #endif
-  (void)want_db;
   launch(p, out);
-  return partial;
+#ifdef GANKERNELS_WITH_CUDA
+  if (want_db && out.is_cuda()) {
+    // Without partials (rows too short for the row kernel): out's flat memory as [outer, size, step], summed.
+    db = partial.defined() ? partial.sum({0, 2}).to(out.scalar_type())
+                           : out.as_strided({p.n / (p.step * size), size, p.step}, {size * p.step, p.step, 1})
+                                 .sum({0, 2});
+  }
+#endif
+  return {out, db};
 }
 
 }  // namespace gankernels

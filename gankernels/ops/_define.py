@@ -32,27 +32,31 @@ class Op:
     """One op: `op(*args)` runs it (eager Function, or the custom op while torch.compile traces); inside a backward
     `op(*args, ctx=ctx)` runs it the way the forward ran."""
 
-    __slots__ = ("name", "custom", "function", "impl")
+    __slots__ = ("name", "custom", "function", "impl", "tensors", "_record")
 
-    def __init__(self, name: str, custom, function: type[torch.autograd.Function], impl: Callable):
+    def __init__(self, name: str, custom, function: type[_EagerFunction], impl: Callable):
         self.name = name
         self.custom = custom  # the torch custom op (torch.ops.gankernels.<name>)
         self.function = function  # the eager autograd.Function
         self.impl = impl
+        self.tensors = function.tensors
+        self._record = super(torch.autograd.Function, function).apply  # function.apply without its checks
 
     def __call__(self, *args, ctx=None):
         if ctx is None:
-            eager = not torch.compiler.is_compiling()
-        else:
-            eager = getattr(ctx, "eager", False)
-        if not eager:
+            if torch.compiler.is_compiling():
+                return self.custom(*args)
+        elif not getattr(ctx, "eager", False):  # a backward of the traced custom op
             return self.custom(*args)
-        if torch.is_grad_enabled() or _functorch_active():
-            return self.function.apply(*args)
-        # Nothing to record (inference, or a backward that builds no graph): the impl itself, without the Function's
-        # host time (benchmarks/NOTES.md). A tensor that escaped a finished torch.func transform is unwrapped first,
-        # as Function.apply does.
-        return self.impl(*_unwrap_dead(args))
+        if _functorch_active():
+            return _custom_function_call(self.function, *args)
+        if torch.is_grad_enabled():
+            return self._record(*_unwrap_dead(args, self.tensors))
+        if ctx is not None:  # a backward that records nothing, on the tensors the autograd engine gave it
+            return self.impl(*args)
+        # Nothing to record (inference): the impl itself, without the Function's host time (benchmarks/NOTES.md). A
+        # tensor that escaped a finished torch.func transform is unwrapped first, as Function.apply does.
+        return self.impl(*_unwrap_dead(args, self.tensors))
 
     def __repr__(self) -> str:
         return f"<gankernels op {self.name}>"
@@ -66,19 +70,32 @@ class _EagerFunction(torch.autograd.Function):
     always called with every argument, positionally, so there is nothing to fill in; the rest is torch's own path.
     """
 
+    tensors: tuple[int, ...] = ()  # the positions of the tensor arguments
+
     @classmethod
     def apply(cls, *args):
         if not _functorch_active():
-            return super(torch.autograd.Function, cls).apply(*_unwrap_dead(args))
+            return super(torch.autograd.Function, cls).apply(*_unwrap_dead(args, cls.tensors))
         return _custom_function_call(cls, *args)
 
 
 _functorch_active = torch._C._are_functorch_transforms_active
 
 
-def _unwrap_dead(args):
-    """torch._functorch.utils.unwrap_dead_wrappers, as a list comprehension (half its host time)."""
-    return [_unwrap_if_dead(a) if isinstance(a, torch.Tensor) else a for a in args]
+def _unwrap_dead(args, tensors: tuple[int, ...]) -> list:
+    """torch._functorch.utils.unwrap_dead_wrappers for the arguments at positions `tensors` (tensors or None): a
+    tensor that escaped a finished torch.func transform becomes the plain tensor it wraps."""
+    args = list(args)
+    for i in tensors:
+        if args[i] is not None:
+            args[i] = _unwrap_if_dead(args[i])
+    return args
+
+
+def _tensor_positions(schema: str) -> tuple[int, ...]:
+    """The positions of the Tensor and Tensor? arguments of `schema`."""
+    arguments = torch._C.parse_schema(f"f{schema}").arguments
+    return tuple(i for i, a in enumerate(arguments) if a.type.isSubtypeOf(torch._C.OptionalType.ofTensor()))
 
 
 def define_op(
@@ -108,6 +125,7 @@ def define_op(
         ctx.eager = True  # its backward runs the eager Functions too
 
     function = type(f"{_camel(name)}Function", (_EagerFunction,), {
+        "tensors": _tensor_positions(schema),
         "forward": staticmethod(impl),
         "setup_context": staticmethod(eager_setup),
         "backward": staticmethod(backward),

@@ -33,19 +33,13 @@ from ._define import define_op
 ACTIVATIONS = ref.ACTIVATIONS
 
 # The automatic choice on CPU tensors runs the C++ kernel where it measured faster (benchmarks/NOTES.md, "bias_act on
-# CPU: when the kernel pays"): a piecewise-linear activation that the kernel fuses with at least one more of torch's
-# passes (bias, gain, clamp) on at least CPU_KERNEL_MIN_NUMEL elements. Below that the host time of an
-# autograd.Function (~5 us an op, twice per fwd+bwd) outweighs the passes saved; one pass alone (DCGAN's relu) is
+# CPU: when the kernel pays"): a piecewise-linear activation that the kernel fuses with at least two more of torch's
+# passes (bias, gain, clamp) at any size, or with one more on at least CPU_KERNEL_MIN_NUMEL elements (below that the
+# two torch ops it replaces cost no more host time than its autograd.Function); one pass alone (DCGAN's relu) is
 # torch's own vectorised op either way; the transcendental activations' scalar exp / expm1 / log1p lose to torch's
 # vectorised ones at every size (tanh 4-5x).
 CPU_KERNEL_ACTS = frozenset(("linear", "relu", "lrelu"))
-CPU_KERNEL_MIN_NUMEL = 2**14
-
-
-def _launch_args(t: torch.Tensor, dim: int, act: str):
-    """(step, size, activation) of a dense t: along `dim`, the stride is the step (any step serves a size-1 dim)."""
-    size = t.shape[dim]
-    return (t.stride(dim) if size > 1 else 1), size, ACTIVATIONS[act].index
+CPU_KERNEL_MIN_NUMEL = 2**16
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -54,12 +48,8 @@ def _launch_args(t: torch.Tensor, dim: int, act: str):
 
 def _bias_act_impl(x, b, dim, act, alpha, gain, clamp, backend):
     x = dense(x)
-    y = empty_like(x)
-    if y.numel():
-        step, size, act_index = _launch_args(x, dim, act)
-        b = None if b is None else b.contiguous()
-        kernels(backend, "bias_act").bias_act_forward(x, b, y, step, size, act_index, alpha, gain, clamp)
-    return y
+    b = None if b is None else b.contiguous()
+    return kernels(backend, "bias_act").bias_act_forward(x, b, dim, ACTIVATIONS[act].index, alpha, gain, clamp)
 
 
 def _bias_act_fake(x, b, dim, act, alpha, gain, clamp, backend):
@@ -72,7 +62,7 @@ def _bias_act_setup(ctx, inputs, output):
     saves_x = spec.ref == "x"
     saves_y = spec.ref == "y" or clamp >= 0  # y also gives the clamp mask
     ctx.save_for_backward(x if saves_x else None, b if saves_x else None, output if saves_y else None)
-    ctx.params = (dim, act, alpha, gain, clamp, backend)
+    ctx.params = inputs[2:]  # dim, act, alpha, gain, clamp, backend
 
 
 def _bias_act_backward(ctx, dy):
@@ -106,19 +96,23 @@ _bias_act = define_op("bias_act", f"(Tensor x, Tensor? b, {_SCALARS}) -> Tensor"
 
 
 def _run_grad(g, m, x, b, y, dim, act, alpha, gain, clamp, backend, order, want_db):
-    """(gradient, bias-gradient partials or None) from the backend's kernel."""
-    lead = _lead(g, x, y)
-    fmt = memory_format(lead)
-    out = empty_like(lead)
-    partial = None
-    if out.numel():
+    """(gradient, bias gradient or None) from the backend's kernel, all in the saved tensor's layout."""
+    if not _all_contiguous(g, m, x, y):  # then: dense in the saved tensor's layout
+        fmt = memory_format(_lead(g, x, y))
         g, m, x, y = (None if t is None else dense(t, fmt) for t in (g, m, x, y))
-        b = None if b is None else b.contiguous()
-        step, size, act_index = _launch_args(out, dim, act)
-        partial = kernels(backend, "bias_act").bias_act_backward(
-            g, m, x, b, y, out, step, size, act_index, alpha, gain, clamp, order, want_db
-        )
-    return out, partial
+    b = None if b is None else b.contiguous()
+    return kernels(backend, "bias_act").bias_act_backward(
+        g, m, x, b, y, dim, ACTIVATIONS[act].index, alpha, gain, clamp, order, want_db
+    )
+
+
+def _all_contiguous(g, m, x, y) -> bool:  # a genexpr costs 0.4 us of the ~30 of a tiny fwd+bwd
+    return (
+        g.is_contiguous()
+        and (m is None or m.is_contiguous())
+        and (x is None or x.is_contiguous())
+        and (y is None or y.is_contiguous())
+    )
 
 
 def _bias_act_grad_impl(g, m, x, b, y, dim, act, alpha, gain, clamp, backend, order):
@@ -201,14 +195,12 @@ _bias_act_grad = define_op("bias_act_grad", f"(Tensor g, Tensor? m, Tensor? x, T
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Gradient with the bias gradient: (dx, db) with db = dx summed over every dimension but `dim`. The CUDA kernel
-# fuses the reduction into the same pass (NCHW rows); elsewhere it is a separate sum.
+# Gradient with the bias gradient: (dx, db) with db = dx summed over every dimension but `dim`, by the backend's
+# kernels (CUDA: fused into the same pass for NCHW rows; CPU and Triton: a second pass).
 
 
 def _bias_act_grad_db_impl(g, x, b, y, dim, act, alpha, gain, clamp, backend):
-    dx, partial = _run_grad(g, None, x, b, y, dim, act, alpha, gain, clamp, backend, 1, True)
-    db = reduce_to(dx, dim) if partial is None else partial.sum(dim=(0, 2)).to(dx.dtype)
-    return dx, db
+    return _run_grad(g, None, x, b, y, dim, act, alpha, gain, clamp, backend, 1, True)
 
 
 def _bias_act_grad_db_fake(g, x, b, y, dim, act, alpha, gain, clamp, backend):
@@ -248,27 +240,29 @@ _bias_act_grad_db = define_op("bias_act_grad_db",
 
 def _check_args(x, b, dim, act, alpha, gain, clamp):
     check_float_tensor(x, "x")
-    check_act(act, ACTIVATIONS)
-    if x.dim() == 0:
+    spec = ACTIVATIONS[check_act(act, ACTIVATIONS)]
+    ndim = x.dim()
+    if ndim == 0:
         raise ValueError("x must have at least one dimension")
     if b is None:
         check_int(dim, "dim")
         dim = 0  # no bias: dim plays no part
     else:
-        dim = check_dim(dim, x.dim())
+        dim = check_dim(dim, ndim)
         check_float_tensor(b, "b")
         if b.dim() != 1:
             raise ValueError(f"b must be 1-D of length x.shape[{dim}]={x.shape[dim]}, got shape {list(b.shape)}")
         if b.shape[0] != x.shape[dim]:
             raise ValueError(f"b has length {b.shape[0]} but x.shape[{dim}] is {x.shape[dim]}")
         check_same(b, x, "b", "x")
-    spec = ACTIVATIONS[act]
     alpha = spec.alpha if alpha is None else check_real(alpha, "alpha")
     gain = spec.gain if gain is None else check_real(gain, "gain")
-    clamp = check_real(clamp, "clamp", allow_none=True)
-    if clamp is not None and clamp < 0:
+    if clamp is None:
+        return dim, alpha, gain, -1.0
+    clamp = check_real(clamp, "clamp")
+    if clamp < 0:
         raise ValueError(f"clamp must be >= 0 or None, got {clamp}")
-    return dim, alpha, gain, -1.0 if clamp is None else clamp
+    return dim, alpha, gain, clamp
 
 
 def bias_act(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None):
@@ -283,7 +277,7 @@ def bias_act(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None):
     dim, alpha, gain, clamp = _check_args(x, b, dim, act, alpha, gain, clamp)
     if act == "linear" and b is None and gain == 1 and clamp < 0:
         return x
-    name = _backend.resolve("bias_act", x.device.type)
+    name = _backend.resolve("bias_act", "cpu" if x.is_cpu else x.device.type)  # is_cpu: 0.05 us, device: 0.3
     if name == "ref" or name == "cpu" and not _cpu_kernel_pays(x, b, act, gain, clamp):
         return ref.bias_act(x, b, dim, act, alpha, gain, clamp)
     return _bias_act(dense(x), b, dim, act, alpha, gain, clamp, name)
@@ -294,7 +288,7 @@ def _cpu_kernel_pays(x: torch.Tensor, b, act: str, gain: float, clamp: float) ->
     if _backend.get_backend() is not None:
         return True
     passes = (b is not None) + (act != "linear") + (gain != 1) + (clamp >= 0)  # of the reference
-    return act in CPU_KERNEL_ACTS and passes >= 2 and x.numel() >= CPU_KERNEL_MIN_NUMEL
+    return act in CPU_KERNEL_ACTS and (passes >= 3 or passes == 2 and x.numel() >= CPU_KERNEL_MIN_NUMEL)
 
 
 def fused_leaky_relu(x, bias=None, negative_slope=0.2, scale=2**0.5):

@@ -1,7 +1,7 @@
 """Triton kernels of bias_act: one pass over the flat memory of a dense tensor (any layout).
 
-The channel of flat element i is (i // step) % size, step the tensor's stride along `dim`
-(gankernels.ops.bias_act._launch_args). fp16/bf16 are computed in fp32, fp64 in fp64. Activation codes follow
+The channel of flat element i is (i // step) % size, step the tensor's stride along `dim` (`_channels`, as the C++
+glue's make_args). fp16/bf16 are computed in fp32, fp64 in fp64. Activation codes follow
 gankernels.reference.bias_act.ACTIVATIONS; their math is gankernels.triton._common's (activation, activation_grad),
 shared with the modulated conv and fused conv epilogues.
 """
@@ -82,24 +82,42 @@ def _launch(t: torch.Tensor, alpha: float, gain: float, clamp: float):
     return dict(BLOCK=BLOCK, **launch_meta(t, n + BLOCK, NUM_WARPS, INT64_FROM)), scalars, n, (triton.cdiv(n, BLOCK),)
 
 
-def bias_act_forward(x, b, y, step, size, act, alpha, gain, clamp):
-    """y = clamp(act(x + b) * gain); all tensors dense and in one layout, b: [size] or None."""
-    meta, scalars, n, grid = _launch(x, alpha, gain, clamp)
-    _bias_act_fwd_kernel[grid](
-        x, x if b is None else b, y, n, step, size, *scalars,
-        A=act, HAS_B=b is not None, HAS_CLAMP=clamp >= 0, **meta,
-    )  # fmt: skip
+def _channels(t: torch.Tensor, dim: int) -> tuple[int, int]:
+    """(step, size): flat element i of dense t has channel (i // step) % size along `dim` (any step serves size 1)."""
+    size = t.shape[dim]
+    return (t.stride(dim) if size > 1 else 1), size
 
 
-def bias_act_backward(g, m, x, b, y, out, step, size, act, alpha, gain, clamp, order, want_db=False):
-    """out = g * m * K(saved) * mask; see gankernels.reference.bias_act.bias_act_grad.
+def bias_act_forward(x, b, dim, act, alpha, gain, clamp):
+    """y = clamp(act(x + b) * gain) in x's layout; x dense, b: [x.shape[dim]] or None."""
+    y = torch.empty_like(x)
+    step, size = _channels(x, dim)
+    if y.numel():
+        meta, scalars, n, grid = _launch(x, alpha, gain, clamp)
+        _bias_act_fwd_kernel[grid](
+            x, x if b is None else b, y, n, step, size, *scalars,
+            A=act, HAS_B=b is not None, HAS_CLAMP=clamp >= 0, **meta,
+        )  # fmt: skip
+    return y
 
-    Returns None: no fused bias-gradient partials here (the caller reduces `out`)."""
-    meta, scalars, n, grid = _launch(out, alpha, gain, clamp)
-    ref = REF_BY_INDEX[act]
-    _bias_act_bwd_kernel[grid](
-        g, g if m is None else m, g if x is None else x, g if b is None else b, g if y is None else y, out,
-        n, step, size, *scalars,
-        A=act, REF=ref, ORDER=order, HAS_M=m is not None, HAS_B=b is not None and ref == 1,
-        HAS_CLAMP=clamp >= 0, **meta,
-    )  # fmt: skip
+
+def bias_act_backward(g, m, x, b, y, dim, act, alpha, gain, clamp, order, want_db):
+    """(out, db): out = g * m * K(saved) * mask (see gankernels.reference.bias_act.bias_act_grad) in the saved
+    tensor's layout, every given tensor dense in it; with want_db, db[c] = out summed over channel c, else None."""
+    out = torch.empty_like(y if y is not None else x if x is not None else g)
+    step, size = _channels(out, dim)
+    if out.numel():
+        meta, scalars, n, grid = _launch(out, alpha, gain, clamp)
+        ref = REF_BY_INDEX[act]
+        _bias_act_bwd_kernel[grid](
+            g, g if m is None else m, g if x is None else x, g if b is None else b, g if y is None else y, out,
+            n, step, size, *scalars,
+            A=act, REF=ref, ORDER=order, HAS_M=m is not None, HAS_B=b is not None and ref == 1,
+            HAS_CLAMP=clamp >= 0, **meta,
+        )  # fmt: skip
+    if not want_db:
+        return out, None
+    if not out.numel():
+        return out, out.new_zeros([size])
+    rows = out.as_strided((out.numel() // (step * size), size, step), (size * step, step, 1))  # its flat memory
+    return out, rows.sum((0, 2))

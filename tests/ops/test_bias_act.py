@@ -242,26 +242,27 @@ def test_ref_backend_is_plain_autograd():
 
 @pytest.mark.skipif("cpu" not in backends_for("bias_act", "cpu"), reason="the C++ extension is not built")
 def test_automatic_cpu_choice_runs_the_kernel_only_where_it_pays():
-    """Automatic on CPU: the kernel for linear / relu / lrelu fused with a bias, gain or clamp from
-    CPU_KERNEL_MIN_NUMEL elements; torch's ops below it, for one pass alone and for the transcendental activations; a
-    forced "cpu" always runs the kernel. Values agree either way."""
+    """Automatic on CPU: the kernel for linear / relu / lrelu fused with two of a bias, gain or clamp at any size, with
+    one from CPU_KERNEL_MIN_NUMEL elements; torch's ops otherwise, for one pass alone and for the transcendental
+    activations; a forced "cpu" always runs the kernel. Values agree either way."""
     module = importlib.import_module("gankernels.ops.bias_act")  # gankernels.ops.bias_act is the function
 
     def runs_kernel(y):
         return "BiasAct" in type(y.grad_fn).__name__
 
     n = module.CPU_KERNEL_MIN_NUMEL
-    big, small = randn(1, 4, n // 4, grad=True), randn(1, 4, n // 4 - 1, grad=True)
+    big, small, tiny = randn(1, 4, n // 4, grad=True), randn(1, 4, n // 4 - 1, grad=True), randn(2, 4, 4, 4, grad=True)
     b = randn(4, grad=True)
-    assert runs_kernel(bias_act(big, b, act="lrelu"))
-    assert not runs_kernel(bias_act(small, b, act="lrelu"))
+    assert runs_kernel(bias_act(tiny, b, act="lrelu"))  # three passes: bias, lrelu, gain
+    assert runs_kernel(bias_act(big, b, act="relu", gain=1.0))  # two
+    assert not runs_kernel(bias_act(small, b, act="relu", gain=1.0))
     assert not runs_kernel(bias_act(big, b, act="tanh"))
     assert not runs_kernel(bias_act(big, None, act="relu", gain=1.0))  # one pass: torch's relu
     assert runs_kernel(bias_act(big, None, act="relu", gain=2.0))
     with gankernels.use_backend("cpu"):
-        forced = [bias_act(t, b, act=a) for t, a in ((small, "lrelu"), (big, "tanh"))]
+        forced = [bias_act(t, b, act=a, gain=1.0) for t, a in ((small, "relu"), (big, "tanh"))]
     assert all(runs_kernel(y) for y in forced)
-    assert_close(forced[1], bias_act(big, b, act="tanh"), torch.float64)
+    assert_close(forced[1], bias_act(big, b, act="tanh", gain=1.0), torch.float64)
 
 
 def test_fused_leaky_relu_matches_rosinality_formula():
@@ -314,14 +315,57 @@ def test_bias_on_another_device_meta():
 
 
 @pytest.mark.skipif("cpu" not in backends_for("bias_act", "cpu"), reason="the compiled extension is not built")
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize(
+    "shape,dim,channels_last",
+    [
+        ((3, 4, 96, 96), 1, False),  # one sample holds more than a block: blocks of channels
+        ((40, 8, 16, 16), 1, True),  # channels innermost, blocks of samples, the last one partial
+        ((5, 7, 3), 2, False),  # bias along the last dim
+        ((70000,), 0, False),  # one channel per element, several blocks
+        ((2, 1, 200, 200), 1, False),  # one channel
+    ],
+)
+def test_cpu_bias_gradient_is_exact_and_the_same_on_any_thread_count(dtype, shape, dim, channels_last):
+    """The CPU kernel sums the bias gradient itself in double, in fixed blocks folded in order: db is the exact sum of
+    the kernel's dx rounded once (float64-exact against the reference), and bit-identical on one thread and on
+    several."""
+    x, dy = randn(*shape, dtype=dtype, channels_last=channels_last, grad=True), randn(*shape, dtype=dtype)
+    b = randn(shape[dim], dtype=dtype, grad=True)
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            with gankernels.use_backend("cpu"):
+                results.append(torch.autograd.grad(bias_act(x, b, dim=dim, act="lrelu"), (x, b), dy))
+    finally:
+        torch.set_num_threads(threads)
+    (dx, db), (dx2, db2) = results
+    assert torch.equal(dx, dx2) and torch.equal(db, db2)
+    want_dx, want_db = torch.autograd.grad(reference(x.double(), b.double(), dim, act="lrelu"), (x, b), dy.double())
+    assert_close(dx, want_dx.to(dtype), dtype)
+    if dtype == torch.float64:
+        assert ((db - want_db).abs() / want_db.abs().clamp(min=1)).max() <= 1e-12
+    else:  # the sum of the float32 dx, in float64: db is it rounded to float32 (half an ulp)
+        dims = [d for d in range(dx.dim()) if d != dim]
+        exact = dx.double().sum(dims) if dims else dx.double()
+        assert ((db.double() - exact).abs() <= exact.abs() * 2**-24).all()
+
+
+@pytest.mark.skipif("cpu" not in backends_for("bias_act", "cpu"), reason="the compiled extension is not built")
 def test_kernels_refuse_mismatched_buffers():
     """The last line of defence: a kernel call with inconsistent buffers raises instead of writing out of bounds."""
     from gankernels.backend import extension
 
-    x, y = torch.ones(2, 3, 4, 4), torch.empty(2, 3, 4, 5)
-    with pytest.raises(RuntimeError, match="shape"):
-        extension().bias_act_forward(x, None, y, 16, 3, 3, 0.2, 1.0, -1.0)
+    C, x = extension(), torch.ones(2, 3, 4, 4)
     with pytest.raises(RuntimeError, match="b must be contiguous of length 3"):
-        extension().bias_act_forward(x, torch.ones(5), torch.empty_like(x), 16, 3, 3, 0.2, 1.0, -1.0)
-    with pytest.raises(RuntimeError, match="do not tile"):
-        extension().bias_act_forward(x, None, torch.empty_like(x), 7, 3, 3, 0.2, 1.0, -1.0)
+        C.bias_act_forward(x, torch.ones(5), 1, 3, 0.2, 1.0, -1.0)
+    with pytest.raises(RuntimeError, match="dim 4 is out of range"):
+        C.bias_act_forward(x, None, 4, 3, 0.2, 1.0, -1.0)
+    with pytest.raises(RuntimeError, match="must be dense"):
+        C.bias_act_forward(x[..., ::2], None, 1, 3, 0.2, 1.0, -1.0)
+    with pytest.raises(RuntimeError, match="g has shape"):  # the gradient takes y's shape; g must match it
+        C.bias_act_backward(torch.ones(2, 3, 4, 5), None, None, None, x, 1, 3, 0.2, 1.0, -1.0, 1, False)
+    with pytest.raises(RuntimeError, match="order 1 only"):
+        C.bias_act_backward(x, x, None, None, x, 1, 3, 0.2, 1.0, -1.0, 2, True)

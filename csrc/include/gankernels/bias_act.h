@@ -25,10 +25,12 @@ struct BiasActArgs {
   int order = 0;  // 0 forward, 1 gradient, 2 derivative of the gradient with respect to the saved tensor
   double alpha = 0, gain = 1, clamp = -1;  // clamp < 0: none
   DType dtype = DType::f32;
-  // Order 1 only: when set, also the bias gradient, as one partial sum of `out` per (row, chunk) of each row of
+  // Order 1 on CUDA only: when set, also the bias gradient, as one partial sum of `out` per (row, chunk) of each row of
   // `step` elements (row r has channel r % size), in the compute type (double for f64, else float).
   void* db_partial = nullptr;
   int64_t db_chunks = 0;  // chunks per row, from bias_act_cuda_db_chunks
+  // Order 1 on the CPU only: when set, the bias gradient itself, db[c] = the sum of out over channel c (storage type).
+  void* db = nullptr;
 };
 
 // What the gradient factor is a function of: 0 nothing (linear), 1 z = x + b (swish), 2 yy = y / gain.
