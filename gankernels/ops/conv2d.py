@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..reference.conv2d import resample_padding
-from ._common import check_4d, check_float_tensor, check_int_at_least, check_same, check_shaped, int_pair
+from ._common import check_4d, check_float_tensor, check_int_at_least, check_same, check_shaped, int_pair, memory_format
 from ._define import define_op
 from .upfirdn2d import _parse_padding, upfirdn2d
 
@@ -91,10 +91,40 @@ _PARAMS = (
 )
 
 
-def _conv(x, weight, bias, stride, padding, dilation, transposed, output_padding, groups):
+# On CPU, torch's convolutions run on oneDNN, whose fixed cost per call (~30 us forward, ~80 us backward) is most of
+# a small convolution's time: ATen's native kernels run those 2-7x faster, and lose from a few million multiply-adds
+# (benchmarks/NOTES.md, "Small convolutions on CPU"). So a float32 NCHW convolution of fewer multiply-adds than this
+# runs with oneDNN switched off for the call (torch.backends.mkldnn.enabled: a process-wide flag, so a convolution on
+# another thread meanwhile may take the native kernels too: the same result to float rounding).
+NATIVE_CONV_MAX_MACS = 2**21
+
+
+def _on_cpu(run, dy, x, weight, *args):
+    """run(*[dy], x, weight, *args) (dy None: left out), small CPU convolutions on ATen's native kernels."""
+    tensors = (x, weight) if dy is None else (dy, x, weight)
+    if not (
+        x.is_cpu
+        and x.dtype == torch.float32
+        and x.numel() * weight.numel() < NATIVE_CONV_MAX_MACS * x.shape[1]  # N H W x O (C / groups) kh kw, stride 1
+        and all(memory_format(t) == torch.contiguous_format for t in tensors)  # channels_last: oneDNN's layouts
+        and torch.backends.mkldnn.enabled
+    ):
+        return run(*tensors, *args)
+    torch.backends.mkldnn.enabled = False
+    try:
+        return run(*tensors, *args)
+    finally:
+        torch.backends.mkldnn.enabled = True
+
+
+def _torch_conv(x, weight, bias, stride, padding, dilation, transposed, output_padding, groups):
     if transposed:
         return F.conv_transpose2d(x, weight, bias, stride, padding, output_padding, groups, dilation)
     return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+
+
+def _conv(x, weight, *args):
+    return _on_cpu(_torch_conv, None, x, weight, *args)
 
 
 def _conv2d_setup(ctx, inputs, output):
@@ -143,7 +173,7 @@ def _input_grad(dy, weight, input_shape, params, ctx):
 
 def _weight_grad(dy, x, weight, *params):
     """dL/dweight of y = conv(x, weight) given dy = dL/dy. `weight` gives the shape and layout, not values."""
-    return torch.ops.aten.convolution_backward(dy, x, weight, None, *params, [False, True, False])[1]
+    return _on_cpu(torch.ops.aten.convolution_backward, dy, x, weight, None, *params, [False, True, False])[1]
 
 
 def _weight_grad_setup(ctx, inputs, output):
@@ -174,7 +204,7 @@ _conv2d_weight_grad = define_op("conv2d_weight_grad", f"(Tensor dy, Tensor x, Te
 def _grads(dy, x, weight, *params):
     """(dL/dx, dL/dweight) of y = conv(x, weight) given dy, in one torch.ops.aten.convolution_backward call: on CPU
     (oneDNN) one call is ~10% cheaper than the input and weight gradients apart (DCGAN step, benchmarks/NOTES.md)."""
-    dx, dw, _ = torch.ops.aten.convolution_backward(dy, x, weight, None, *params, [True, True, False])
+    dx, dw, _ = _on_cpu(torch.ops.aten.convolution_backward, dy, x, weight, None, *params, [True, True, False])
     return dx, dw
 
 

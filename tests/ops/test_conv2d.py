@@ -410,3 +410,52 @@ def test_nn_conv2d_padding_modes_refused():
             gnn.Conv2d(3, 4, 3, padding=1, padding_mode=mode)
     with pytest.raises(ValueError, match="padding must be an int or a pair"):
         gnn.Conv2d(3, 4, 3, padding="same", padding_mode="reflect")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Small float32 NCHW convolutions on CPU run on ATen's native kernels (oneDNN off for the call)
+
+
+def test_small_cpu_convolutions_run_without_onednn_and_the_flag_comes_back(monkeypatch):
+    import importlib
+
+    conv_module = importlib.import_module("gankernels.ops.conv2d")
+    seen = []
+    on_cpu = conv_module._on_cpu
+
+    def spy(run, *args):  # records, for each torch call, whether oneDNN was on
+        def spied(*a):
+            seen.append(("fwd" if run is conv_module._torch_conv else "bwd", torch.backends.mkldnn.enabled))
+            return run(*a)
+
+        return on_cpu(spied, *args)
+
+    monkeypatch.setattr(conv_module, "_on_cpu", spy)
+    assert torch.backends.mkldnn.enabled
+
+    def run(x, w):
+        seen.clear()
+        x = x.detach().requires_grad_(True)
+        w = w.detach().requires_grad_(True)
+        y = ops.conv2d(x, w, padding=1)
+        torch.autograd.grad(y.sum(), (x, w))
+        return seen[:], y
+
+    small_x, small_w = randn(2, 4, 8, 8, dtype=torch.float32), randn(8, 4, 3, 3, dtype=torch.float32)
+    calls, y = run(small_x, small_w)
+    assert calls == [("fwd", False), ("bwd", False)] and torch.backends.mkldnn.enabled
+    assert_close(y, F.conv2d(small_x, small_w, None, 1, 1), atol=1e-5, rtol=1e-5)  # oneDNN's result, to rounding
+    n = conv_module.NATIVE_CONV_MAX_MACS
+    big_x = randn(1, 8, 64, 64 * (n // (8 * 9 * 64 * 64) + 1), dtype=torch.float32)  # over the threshold
+    assert run(big_x, randn(8, 8, 3, 3, dtype=torch.float32))[0] == [("fwd", True), ("bwd", True)]
+    cl = small_x.to(memory_format=torch.channels_last)
+    assert run(cl, small_w)[0] == [("fwd", True), ("bwd", True)]  # channels_last: oneDNN's layouts
+    assert run(small_x.double(), small_w.double())[0] == [("fwd", True), ("bwd", True)]
+
+    def failing(*args):
+        assert not torch.backends.mkldnn.enabled
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        on_cpu(failing, None, small_x, small_w)
+    assert torch.backends.mkldnn.enabled  # restored after an error too
