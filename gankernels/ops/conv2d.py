@@ -151,9 +151,9 @@ def _conv2d_backward(ctx, dy):
     return dx, dw, db, None, None, None, None, None, None
 
 
-# The fake is torch's own meta kernels: the exact output shape and memory format. Images fold into the batch under
-# vmap when the weight and bias are shared.
-_conv2d = define_op("conv2d", f"(Tensor x, Tensor weight, Tensor? bias, {_PARAMS}) -> Tensor", _conv, fake=_conv,
+# The fake is torch's own meta kernels (through _torch_conv: no size test on symbolic shapes): the exact output shape
+# and memory format. Images fold into the batch under vmap when the weight and bias are shared.
+_conv2d = define_op("conv2d", f"(Tensor x, Tensor weight, Tensor? bias, {_PARAMS}) -> Tensor", _conv, fake=_torch_conv,
                     setup_context=_conv2d_setup, backward=_conv2d_backward, vmap=([0] + [None] * 8, [0]))  # fmt: skip
 
 
@@ -171,9 +171,13 @@ def _input_grad(dy, weight, input_shape, params, ctx):
     return dx
 
 
-def _weight_grad(dy, x, weight, *params):
+def _torch_weight_grad(dy, x, weight, *params):
     """dL/dweight of y = conv(x, weight) given dy = dL/dy. `weight` gives the shape and layout, not values."""
-    return _on_cpu(torch.ops.aten.convolution_backward, dy, x, weight, None, *params, [False, True, False])[1]
+    return torch.ops.aten.convolution_backward(dy, x, weight, None, *params, [False, True, False])[1]
+
+
+def _weight_grad(dy, x, weight, *params):
+    return _on_cpu(_torch_weight_grad, dy, x, weight, *params)
 
 
 def _weight_grad_setup(ctx, inputs, output):
@@ -197,14 +201,18 @@ def _weight_grad_backward(ctx, g):
 
 # The weight gradient sums over the batch: under vmap it runs once per vmapped index.
 _conv2d_weight_grad = define_op("conv2d_weight_grad", f"(Tensor dy, Tensor x, Tensor weight, {_PARAMS}) -> Tensor",
-                                _weight_grad, fake=_weight_grad, setup_context=_weight_grad_setup,
+                                _weight_grad, fake=_torch_weight_grad, setup_context=_weight_grad_setup,
                                 backward=_weight_grad_backward)  # fmt: skip
 
 
 def _grads(dy, x, weight, *params):
     """(dL/dx, dL/dweight) of y = conv(x, weight) given dy, in one torch.ops.aten.convolution_backward call: on CPU
     (oneDNN) one call is ~10% cheaper than the input and weight gradients apart (DCGAN step, benchmarks/NOTES.md)."""
-    dx, dw, _ = _on_cpu(torch.ops.aten.convolution_backward, dy, x, weight, None, *params, [True, True, False])
+    return _on_cpu(_torch_grads, dy, x, weight, *params)
+
+
+def _torch_grads(dy, x, weight, *params):
+    dx, dw, _ = torch.ops.aten.convolution_backward(dy, x, weight, None, *params, [True, True, False])
     return dx, dw
 
 
@@ -236,7 +244,7 @@ def _grads_backward(ctx, gdx, gdw):
 
 
 _conv2d_grads = define_op("conv2d_grads", f"(Tensor dy, Tensor x, Tensor weight, {_PARAMS}) -> (Tensor, Tensor)",
-                          _grads, fake=_grads, setup_context=_grads_setup, backward=_grads_backward)  # fmt: skip
+                          _grads, fake=_torch_grads, setup_context=_grads_setup, backward=_grads_backward)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------
