@@ -4,8 +4,9 @@ backend (`ours`, the C++ kernels) beside the same math in plain eager PyTorch (`
 
     python tools/host_time.py [--reps 2000] [--repeat 7] [--only REGEX]
 
-Best of --repeat runs of --reps calls each, in microseconds per call, one thread, timed by the thread's CPU clock
-(time.thread_time: on a shared machine, time spent descheduled does not count). benchmarks/NOTES.md has the table.
+Best of --repeat rounds of --reps calls each, the variants of a call timed in turn within each round, in microseconds
+per call, one thread, timed by the thread's CPU clock (time.thread_time: on a shared machine, time spent descheduled
+does not count). benchmarks/NOTES.md has the table.
 """
 
 from __future__ import annotations
@@ -22,16 +23,20 @@ from gankernels import ops
 from gankernels.nn import SynthesisLayer
 
 
-def _best(fn, reps: int, repeat: int) -> float:
-    for _ in range(min(reps, 200)):
-        fn()
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.thread_time()
-        for _ in range(reps):
+def _best(variants: dict, reps: int, repeat: int) -> dict:
+    """{variant: best us per call}: `repeat` rounds, each timing every variant in turn (a slow stretch of a shared
+    machine then hits all of them, not one)."""
+    for fn in variants.values():
+        for _ in range(min(reps, 200)):
             fn()
-        best = min(best, (time.thread_time() - t0) / reps)
-    return best * 1e6
+    best = dict.fromkeys(variants, float("inf"))
+    for _ in range(repeat):
+        for variant, fn in variants.items():
+            t0 = time.thread_time()
+            for _ in range(reps):
+                fn()
+            best[variant] = min(best[variant], (time.thread_time() - t0) / reps)
+    return {variant: t * 1e6 for variant, t in best.items()}
 
 
 def _fwd_bwd(forward, inputs):
@@ -101,8 +106,8 @@ def main(argv=None) -> int:
     for name, variants in cases():
         if not re.search(args.only, name):
             continue
-        for variant, fn in variants.items():
-            print(f"{name:<40} {variant:<10} {_best(fn, args.reps, args.repeat):9.1f}", flush=True)
+        for variant, us in _best(variants, args.reps, args.repeat).items():
+            print(f"{name:<40} {variant:<10} {us:9.1f}", flush=True)
     return 0
 
 
