@@ -108,6 +108,7 @@ def _on_cpu(run, dy, x, weight, *args):
         and x.numel() * weight.numel() < NATIVE_CONV_MAX_MACS * x.shape[1]  # N H W x O (C / groups) kh kw, stride 1
         and all(memory_format(t) == torch.contiguous_format for t in tensors)  # channels_last: oneDNN's layouts
         and torch.backends.mkldnn.enabled
+        and not torch.backends.flags_frozen()  # after torch.backends.disable_global_flags() only flags() may set it
     ):
         return run(*tensors, *args)
     torch.backends.mkldnn.enabled = False

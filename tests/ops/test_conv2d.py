@@ -452,6 +452,10 @@ def test_small_cpu_convolutions_run_without_onednn_and_the_flag_comes_back(monke
     assert run(cl, small_w)[0] == [("fwd", True), ("bwd", True)]  # channels_last: oneDNN's layouts
     assert run(small_x.double(), small_w.double())[0] == [("fwd", True), ("bwd", True)]
 
+    monkeypatch.setattr(torch.backends, "flags_frozen", lambda: True)  # as after torch.backends.disable_global_flags()
+    assert run(small_x, small_w)[0] == [("fwd", True), ("bwd", True)]  # left alone: setting it would raise
+    monkeypatch.undo()
+
     def failing(*args):
         assert not torch.backends.mkldnn.enabled
         raise RuntimeError("boom")
