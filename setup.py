@@ -53,7 +53,11 @@ def cuda_arch_list():
 
 def extension():
     with_cuda, why = want_cuda()
-    cxx = ["-O3", "-std=c++17", "-fopenmp", "-fno-math-errno"]
+    # -fno-trapping-math: no kernel reads the floating-point exception flags, so the compiler may evaluate both sides
+    # of a select (lrelu's z > 0 ? z : z * alpha) and vectorise it; with trapping math GCC keeps such loops scalar
+    # unless the ISA has masked operations (AVX-512), which is why the portable build lost up to 23x
+    # (benchmarks/NOTES.md). Results are unchanged: it allows no reassociation or contraction.
+    cxx = ["-O3", "-std=c++17", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
     if os.environ.get("GANKERNELS_NATIVE", "0") == "1":
         cxx.append("-march=native")  # opt-in: only for a build that runs on the CPU that built it
     sources = ["csrc/bindings.cpp"] + rel("csrc/ops/*.cpp") + rel("csrc/cpu/*.cpp")
