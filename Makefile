@@ -15,10 +15,11 @@ export MAX_JOBS ?= $(shell nproc)
 deps:
 	PY=$(PY) tools/install_deps.sh
 
-# `make build` builds for the machine it runs on (it installs there: -march=native, GANKERNELS_NATIVE=1; NATIVE=0 for
-# the portable build a wheel gets by default). Measured: the portable CPU bias_act is ~23x slower than the native one
-# at [8, 64, 32, 32] fp32 (2.5 vs 0.11 ms, one thread; benchmarks/NOTES.md), slower than eager PyTorch.
-NATIVE ?= 1
+# `make build` builds the portable extension a wheel gets: the CPU kernels choose AVX2 / AVX-512 when they run
+# (csrc/cpu/isa.h), as fast as -march=native (benchmarks/NOTES.md), and `make test` checks that no other code carries
+# AVX (tests/test_cpu_isa.py, tools/check_isa.py). NATIVE=1 adds -march=native (GANKERNELS_NATIVE=1): only for a build that runs where it
+# is built.
+NATIVE ?= 0
 build: deps
 	GANKERNELS_NATIVE=$(NATIVE) $(PY) -m pip install --disable-pip-version-check -q -e . --no-build-isolation --no-deps
 

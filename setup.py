@@ -60,7 +60,8 @@ def extension():
     cxx = ["-O3", "-std=c++17", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
     if os.environ.get("GANKERNELS_NATIVE", "0") == "1":
         cxx.append("-march=native")  # opt-in: only for a build that runs on the CPU that built it
-    sources = ["csrc/bindings.cpp"] + rel("csrc/ops/*.cpp") + rel("csrc/cpu/*.cpp")
+    # csrc/cpu/isa/*.cpp: the CPU kernels again for AVX2 and AVX-512, chosen at run time (csrc/cpu/isa.h)
+    sources = ["csrc/bindings.cpp"] + rel("csrc/ops/*.cpp") + rel("csrc/cpu/*.cpp") + rel("csrc/cpu/isa/*.cpp")
     include_dirs = [os.path.join(ROOT, "csrc", "include")]
     native = "-march=native" if "-march=native" in cxx else "portable, GANKERNELS_NATIVE=1 for -march=native"
     print(f"gankernels: building CPU kernels ({native}); CUDA kernels: {'yes' if with_cuda else 'no'} ({why})")

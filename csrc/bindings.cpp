@@ -1,6 +1,7 @@
 // gankernels._C: the one compiled module. Each op's torch glue is in csrc/ops/<op>.cpp.
 #include <torch/extension.h>
 
+#include "cpu/isa.h"
 #include "gankernels/common.h"
 
 #include <utility>
@@ -46,6 +47,8 @@ auto guarded(R (*fn)(Args...)) {
 PYBIND11_MODULE(_C, m) {
   m.doc() = "gankernels compiled kernels (CPU always; CUDA when built with it)";
   m.def("has_cuda", &gankernels::built_with_cuda, "whether the CUDA kernels were compiled in");
+  m.def("cpu_isa", &gankernels::cpu::isa_name,
+        "the instruction set the CPU kernels run at: baseline, avx2 or avx512 (torch's CPU capability)");
   m.def("bias_act_forward", guarded(&gankernels::bias_act_forward), "bias_act forward into y");
   m.def("bias_act_backward", guarded(&gankernels::bias_act_backward), "bias_act gradient (order 1 or 2) into out");
   m.def("upfirdn2d_forward", guarded(&gankernels::upfirdn2d_forward),

@@ -27,7 +27,10 @@ def info(args) -> int:
     if ext is None:
         print(f"extension: {_backend._C_ERROR}")
     else:
-        print(f"extension: gankernels._C built, CUDA kernels: {'yes' if ext.has_cuda() else 'no'}")
+        print(
+            f"extension: gankernels._C built, CUDA kernels: {'yes' if ext.has_cuda() else 'no'}, CPU kernels at "
+            f"{ext.cpu_isa()} (torch's CPU capability: {torch.backends.cpu.get_cpu_capability()})"
+        )
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         print(f"device: {props.name} (sm_{props.major}{props.minor}, {props.multi_processor_count} SMs)")

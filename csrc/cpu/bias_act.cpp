@@ -1,5 +1,5 @@
 // bias_act on the CPU: one pass over memory, OpenMP across rows, SIMD along them (the bias gradient: a second pass,
-// reduce_channels).
+// reduce_channels). Compiled for each instruction set of isa.h; bias_act_cpu runs the one for this CPU.
 //
 // The flat tensor is walked in runs that share one bias value (a row of `step` elements: NCHW, dim=1) or,
 // when step == 1 (channels_last, dim=1), in runs of `size` elements whose bias is b[0..size). Either way the
@@ -13,8 +13,10 @@
 
 #include "common.h"
 #include "gankernels/bias_act.h"
+#include "isa.h"
 
-namespace gankernels {
+#if GK_ISA_COMPILE
+GK_ISA_BEGIN
 namespace {
 
 template <typename T>
@@ -147,8 +149,14 @@ void run(const BiasActArgs& p, int num_threads) {
 
 }  // namespace
 
-void bias_act_cpu(const BiasActArgs& p, int num_threads) {
+void bias_act_run(const BiasActArgs& p, int num_threads) {
   cpu::dispatch_dtype(p.dtype, [&](auto t) { run<decltype(t)>(p, num_threads); });
 }
+GK_ISA_END
+#endif  // GK_ISA_COMPILE
 
+#if GK_ISA_LEVEL == 0
+namespace gankernels {
+GK_ISA_ENTRY(bias_act_cpu, bias_act_run, BiasActArgs)
 }  // namespace gankernels
+#endif

@@ -15,8 +15,10 @@
 
 #include "common.h"
 #include "gankernels/grid_sample.h"
+#include "isa.h"
 
-namespace gankernels {
+#if GK_ISA_COMPILE
+GK_ISA_BEGIN
 namespace {
 
 template <typename T>
@@ -256,16 +258,23 @@ void backward_grid(const GridSampleArgs& p, int num_threads) {
 
 }  // namespace
 
-void grid_sample_forward_cpu(const GridSampleArgs& args, int num_threads) {
+void grid_sample_forward_run(const GridSampleArgs& args, int num_threads) {
   cpu::dispatch_dtype(args.dtype, [&](auto tag) { forward<decltype(tag)>(args, num_threads); });
 }
 
-void grid_sample_backward_cpu(const GridSampleArgs& args, int num_threads) {
+void grid_sample_backward_run(const GridSampleArgs& args, int num_threads) {
   cpu::dispatch_dtype(args.dtype, [&](auto tag) {
     using T = decltype(tag);
     if (args.dx) backward_x<T>(args, num_threads);
     if (args.dgrid) backward_grid<T>(args, num_threads);
   });
 }
+GK_ISA_END
+#endif  // GK_ISA_COMPILE
 
+#if GK_ISA_LEVEL == 0
+namespace gankernels {
+GK_ISA_ENTRY(grid_sample_forward_cpu, grid_sample_forward_run, GridSampleArgs)
+GK_ISA_ENTRY(grid_sample_backward_cpu, grid_sample_backward_run, GridSampleArgs)
 }  // namespace gankernels
+#endif

@@ -19,8 +19,10 @@
 
 #include "common.h"
 #include "gankernels/upfirdn2d.h"
+#include "isa.h"
 
-namespace gankernels {
+#if GK_ISA_COMPILE
+GK_ISA_BEGIN
 namespace {
 
 template <typename T>
@@ -316,8 +318,14 @@ void run(const Upfirdn2dArgs& p, int num_threads) {
 
 }  // namespace
 
-void upfirdn2d_cpu(const Upfirdn2dArgs& p, int num_threads) {
+void upfirdn2d_run(const Upfirdn2dArgs& p, int num_threads) {
   cpu::dispatch_dtype(p.dtype, [&](auto t) { run<decltype(t)>(p, num_threads); });
 }
+GK_ISA_END
+#endif  // GK_ISA_COMPILE
 
+#if GK_ISA_LEVEL == 0
+namespace gankernels {
+GK_ISA_ENTRY(upfirdn2d_cpu, upfirdn2d_run, Upfirdn2dArgs)
 }  // namespace gankernels
+#endif

@@ -1,0 +1,3 @@
+// bias_act's CPU kernels compiled for AVX-512 (see ../isa.h).
+#define GK_ISA_LEVEL 2
+#include "../bias_act.cpp"

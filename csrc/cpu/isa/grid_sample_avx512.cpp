@@ -1,0 +1,3 @@
+// grid_sample's CPU kernels compiled for AVX-512 (see ../isa.h).
+#define GK_ISA_LEVEL 2
+#include "../grid_sample.cpp"

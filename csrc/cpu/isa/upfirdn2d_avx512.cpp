@@ -1,0 +1,3 @@
+// upfirdn2d's CPU kernels compiled for AVX-512 (see ../isa.h).
+#define GK_ISA_LEVEL 2
+#include "../upfirdn2d.cpp"
