@@ -33,12 +33,16 @@ from ._define import define_op
 ACTIVATIONS = ref.ACTIVATIONS
 
 # The automatic choice on CPU tensors runs the C++ kernel where it measured faster (benchmarks/NOTES.md, "bias_act on
-# CPU: when the kernel pays"): a piecewise-linear activation that the kernel fuses with at least two more of torch's
-# passes (bias, gain, clamp) at any size, or with one more on at least CPU_KERNEL_MIN_NUMEL elements (below that the
-# two torch ops it replaces cost no more host time than its autograd.Function); one pass alone (DCGAN's relu) is
-# torch's own vectorised op either way; the transcendental activations' scalar exp / expm1 / log1p lose to torch's
-# vectorised ones at every size (tanh 4-5x).
-CPU_KERNEL_ACTS = frozenset(("linear", "relu", "lrelu"))
+# CPU: when the kernel pays", and "Vectorised exp, expm1 and log1p"): on float32, and float64 for the piecewise-linear
+# activations, an activation in CPU_KERNEL_ACTS that the kernel fuses with at least two more of torch's passes (bias,
+# gain, clamp) at any size, or with one more on at least CPU_KERNEL_MIN_NUMEL elements (below that the two torch ops
+# it replaces cost no more host time than its autograd.Function); one pass alone (DCGAN's relu) is torch's own
+# vectorised op either way. Of the activations with an exp, elu, selu and swish win in float32; tanh, sigmoid and
+# softplus lose or tie to torch's (Sleef) forward + backward; float64's exp is libm's (scalar). float16 / bfloat16
+# lose at every size but the tiniest (the kernel converts them element by element, torch in vectors: lrelu
+# [4, 64, 16, 16] bfloat16 5x), so they stay on torch's ops.
+CPU_KERNEL_ACTS = frozenset(("linear", "relu", "lrelu", "elu", "selu", "swish"))
+_PIECEWISE_LINEAR = frozenset(("linear", "relu", "lrelu"))
 CPU_KERNEL_MIN_NUMEL = 2**16
 
 
@@ -287,6 +291,8 @@ def _cpu_kernel_pays(x: torch.Tensor, b, act: str, gain: float, clamp: float) ->
     """Whether the C++ kernel runs on CPU tensor x: always when forced, else where it pays (else torch's ops)."""
     if _backend.get_backend() is not None:
         return True
+    if not (x.dtype == torch.float32 or x.dtype == torch.float64 and act in _PIECEWISE_LINEAR):
+        return False
     passes = (b is not None) + (act != "linear") + (gain != 1) + (clamp >= 0)  # of the reference
     return act in CPU_KERNEL_ACTS and (passes >= 3 or passes == 2 and x.numel() >= CPU_KERNEL_MIN_NUMEL)
 

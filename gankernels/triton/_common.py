@@ -129,7 +129,7 @@ def activation(z, A: tl.constexpr, alpha):
     if A == 1:  # linear
         r = z
     elif A == 2:  # relu
-        r = tl.where(z > 0, z, 0.0)
+        r = tl.where(z < 0, 0.0, z)  # NaN stays NaN, as torch.relu
     elif A == 3:  # lrelu
         r = tl.where(z > 0, z, z * alpha)
     elif A == 4:  # tanh = -sign(z) t / (t + 2), t = expm1(-2 |z|) in (-1, 0]: no cancellation near 0, no overflow
@@ -138,10 +138,10 @@ def activation(z, A: tl.constexpr, alpha):
         r = tl.where(z < 0, -r, r)
     elif A == 5:  # sigmoid
         r = 1.0 / (1.0 + tl.exp(-z))
-    elif A == 6:  # elu
-        r = tl.where(z >= 0, z, expm1(tl.minimum(z, 0.0)))
+    elif A == 6:  # elu; tl.where(z > 0, 0, z): min(z, 0) that keeps a NaN z (tl.minimum need not)
+        r = tl.where(z >= 0, z, expm1(tl.where(z > 0, 0.0, z)))
     elif A == 7:  # selu
-        r = const(SELU_SCALE, z) * tl.where(z > 0, z, const(SELU_ALPHA, z) * expm1(tl.minimum(z, 0.0)))
+        r = const(SELU_SCALE, z) * tl.where(z > 0, z, const(SELU_ALPHA, z) * expm1(tl.where(z > 0, 0.0, z)))
     elif A == 8:  # softplus = max(z, 0) + log1p(exp(-|z|))
         r = tl.maximum(z, 0.0) + log1p(tl.exp(-tl.abs(z)))
     else:  # swish = z * sigmoid(z)

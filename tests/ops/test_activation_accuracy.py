@@ -98,3 +98,52 @@ def test_softplus_does_not_flush_below_minus_17(backend, device):
     y = _run(backend, device, "softplus", z)[0]
     assert torch.allclose(y.double(), torch.exp(z.double()), rtol=1e-6, atol=0)
     assert math.isfinite(y.sum().item())
+
+
+def _ulps(got: torch.Tensor, want: torch.Tensor) -> torch.Tensor:
+    """|got - want| in units of the float32 spacing at want (float32 got, float64 want)."""
+    w32 = want.float()
+    spacing = (torch.nextafter(w32.abs(), torch.tensor(math.inf)) - w32.abs()).double()
+    spacing = spacing.clamp_min(2.0**-149)
+    return (got.double() - want).abs() / spacing
+
+
+@pytest.mark.skipif("cpu" not in backends_for("bias_act", "cpu"), reason="the C++ extension is not built")
+def test_cpu_float_exp_expm1_log1p_over_their_whole_range():
+    """The CPU kernels' vectorised float expm1 (elu below 0), exp (softplus' second derivative, exp(-y)) and log1p
+    (softplus: log1p(exp(-|z|))) against float64 at the same float32 z, over the whole range, subnormal results and
+    the special values included: within 2 ulps (csrc/include/gankernels/vmath.h)."""
+    mags = torch.logspace(-30, math.log10(104.0), 200_000, dtype=torch.float64)
+    z = torch.cat([-mags, torch.linspace(-104, 0, 200_000, dtype=torch.float64)]).float()
+    with gankernels.use_backend("cpu"):
+        elu = bias_act(z, None, dim=0, act="elu", gain=1.0)
+        softplus = bias_act(z, None, dim=0, act="softplus", gain=1.0)
+        y = softplus.detach().requires_grad_()  # exp(-y) = 1 - sigmoid: the order-2 factor of softplus, from y
+    zd = z.double()
+    assert _ulps(elu, torch.expm1(zd)).max() <= 2
+    assert _ulps(softplus, torch.log1p(torch.exp(zd))).max() <= 2
+    with gankernels.use_backend("cpu"):
+        one = torch.ones_like(y)
+        s = torch.ops.gankernels.bias_act_grad(one, one, None, None, y, 0, "softplus", 0.0, 1.0, -1.0, "cpu", 2)
+    assert _ulps(s, torch.exp(-y.detach().double())).max() <= 2
+    special = torch.tensor([math.inf, -math.inf, math.nan, 0.0, 88.7, -87.5, -103.0])
+    with gankernels.use_backend("cpu"):
+        got_elu = bias_act(special, None, dim=0, act="elu", gain=1.0)
+        got_softplus = bias_act(-special, None, dim=0, act="softplus", gain=1.0)
+    torch.testing.assert_close(got_elu, torch.nn.functional.elu(special), equal_nan=True, rtol=3e-7, atol=0)
+    torch.testing.assert_close(got_softplus, torch.nn.functional.softplus(-special.double()).float(), equal_nan=True,
+                               rtol=3e-7, atol=0)  # fmt: skip
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("act", ["linear", "relu", "lrelu", "tanh", "sigmoid", "elu", "selu", "softplus", "swish"])
+@pytest.mark.parametrize("clamp", [None, 1.0])
+def test_nan_and_infinities_come_out_as_torchs(backend, device, act, clamp):
+    """A NaN activation stays NaN (a clamp inside an activation must not hide it from the loss), and +-inf give
+    torch's limits, with and without an output clamp."""
+    x = torch.tensor([math.nan, math.inf, -math.inf, 0.0, 1.5, -1.5], device=device)
+    with gankernels.use_backend("ref"):
+        want = bias_act(x, None, dim=0, act=act, clamp=clamp)
+    with gankernels.use_backend(backend):
+        got = bias_act(x, None, dim=0, act=act, clamp=clamp)
+    torch.testing.assert_close(got, want, equal_nan=True, rtol=1e-6, atol=0)

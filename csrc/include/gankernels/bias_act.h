@@ -46,7 +46,7 @@ template <int A, typename C>
 GK_HD C activation(C z, C alpha) {
   using namespace detail;
   if (A == 1) return z;
-  if (A == 2) return z > C(0) ? z : C(0);
+  if (A == 2) return z < C(0) ? C(0) : z;  // NaN stays NaN
   if (A == 3) return z > C(0) ? z : z * alpha;
   if (A == 4) {  // tanh = e / (e + 2) with e = expm1(2z): accurate near 0, where 1 - 2 / (exp(2z) + 1) cancels
     C e = expm1_(C(2) * min_(max_(z, C(-40)), C(40)));

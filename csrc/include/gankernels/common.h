@@ -3,6 +3,11 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
+
+#ifndef __CUDA_ARCH__
+#include "gankernels/vmath.h"
+#endif
 
 #ifdef __CUDACC__
 #define GK_HD __host__ __device__ __forceinline__
@@ -14,6 +19,7 @@ namespace gankernels {
 
 enum class DType : int { f32 = 0, f64 = 1, f16 = 2, bf16 = 3 };
 
+// exp_ / expm1_ / log1p_: CUDA's functions on the GPU; on the CPU vmath's for float (vectorisable), libm's for double.
 namespace detail {
 
 template <typename C>
@@ -21,7 +27,8 @@ GK_HD C exp_(C v) {
 #ifdef __CUDA_ARCH__
   return ::exp(v);
 #else
-  return std::exp(v);
+  if constexpr (std::is_same_v<C, float>) return vmath::exp(v);  // vectorisable (vmath.h)
+  else return std::exp(v);
 #endif
 }
 
@@ -30,7 +37,8 @@ GK_HD C expm1_(C v) {
 #ifdef __CUDA_ARCH__
   return ::expm1(v);
 #else
-  return std::expm1(v);
+  if constexpr (std::is_same_v<C, float>) return vmath::expm1(v);  // vectorisable (vmath.h)
+  else return std::expm1(v);
 #endif
 }
 
@@ -39,18 +47,20 @@ GK_HD C log1p_(C v) {
 #ifdef __CUDA_ARCH__
   return ::log1p(v);
 #else
-  return std::log1p(v);
+  if constexpr (std::is_same_v<C, float>) return vmath::log1p(v);  // vectorisable (vmath.h)
+  else return std::log1p(v);
 #endif
 }
 
+// min and max that keep a NaN `a` (as torch.clamp does): a clamp must not turn a NaN activation into a number.
 template <typename C>
 GK_HD C min_(C a, C b) {
-  return a < b ? a : b;
+  return b < a ? b : a;
 }
 
 template <typename C>
 GK_HD C max_(C a, C b) {
-  return a > b ? a : b;
+  return b > a ? b : a;
 }
 
 }  // namespace detail
