@@ -56,6 +56,10 @@ PYBIND11_MODULE(_C, m) {
   m.def("grid_sample_forward", guarded(&gankernels::grid_sample_forward), "bilinear grid_sample into out (CPU)");
   m.def("grid_sample_backward", guarded(&gankernels::grid_sample_backward),
         "grid_sample gradients into dx and / or dgrid (CPU)");
+  m.def("instance_norm_forward", guarded(&gankernels::instance_norm_forward),
+        "instance_norm_act forward into y and the statistics mean, rstd (CPU)");
+  m.def("instance_norm_backward", guarded(&gankernels::instance_norm_backward),
+        "instance_norm_act gradient into dx and the per-plane dweight / dbias partials (CPU)");
   m.def("grid_for", &gankernels::grid_for, "blocks of a grid-stride loop over `work` items (the CUDA launches' rule)");
   m.def("grid_stride_fits_int32", &gankernels::grid_stride_fits_int32,
         "whether that loop's indices fit an int32 (the CUDA kernels' choice of index type)");

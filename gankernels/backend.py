@@ -29,7 +29,7 @@ KERNELS = {
     "bias_act": ("cuda", "triton", "cpu"),
     "upfirdn2d": ("cuda", "triton", "cpu"),
     "grid_sample": ("triton", "cpu"),
-    "instance_norm": ("triton",),
+    "instance_norm": ("triton", "cpu"),
     "minibatch_std": ("triton",),
     "penalties": ("triton",),
     "modulated_conv2d": ("triton",),

@@ -85,25 +85,25 @@ def test_resolve_triton_op():
     """Ops whose only kernels are Triton ones: forced triton/ref honoured; a forced cpu/cuda raises (strict), takes the
     automatic choice (strict=False) or, for a composed op, its composed path; automatic off CUDA: `otherwise`."""
     resolve = backend.resolve_triton_op
-    assert resolve("instance_norm", "cpu") == "ref"
+    assert resolve("minibatch_std", "cpu") == "ref"
     assert resolve("penalties", "cpu", otherwise="torch") == "torch"
     with backend.use_backend("ref"):
         assert resolve("penalties", "cpu", otherwise="torch") == "ref"
     if HAS_EXT:  # a forced backend without kernels for an op says so (it once ran the reference silently)
-        with backend.use_backend("cpu"), pytest.raises(RuntimeError, match="instance_norm has no cpu kernels"):
-            resolve("instance_norm", "cpu")
+        with backend.use_backend("cpu"), pytest.raises(RuntimeError, match="minibatch_std has no cpu kernels"):
+            resolve("minibatch_std", "cpu")
         with backend.use_backend("cpu", strict=False):  # lenient: such ops stay on their automatic choice
-            assert resolve("instance_norm", "cpu") == "ref"
+            assert resolve("minibatch_std", "cpu") == "ref"
             assert backend.resolve("bias_act", "cpu") == "cpu"
         with backend.use_backend("cpu"):  # composed ops run composed, their pieces on the forced backend
             assert resolve("penalties", "cpu", otherwise="torch") == "torch"
-    if backend.why_unavailable("triton", "instance_norm", "cpu") is None:  # TRITON_INTERPRET=1 (CI)
+    if backend.why_unavailable("triton", "minibatch_std", "cpu") is None:  # TRITON_INTERPRET=1 (CI)
         with backend.use_backend("triton"):
             assert resolve("fused_conv2d", "cpu", cuda_default=False) == "triton"
-    if backend.why_unavailable("triton", "instance_norm", "cuda") is not None:
-        assert resolve("instance_norm", "cuda") == "ref"  # no CUDA Triton here: never fails, falls back
+    if backend.why_unavailable("triton", "minibatch_std", "cuda") is not None:
+        assert resolve("minibatch_std", "cuda") == "ref"  # no CUDA Triton here: never fails, falls back
     else:
-        assert resolve("instance_norm", "cuda") == "triton"
+        assert resolve("minibatch_std", "cuda") == "triton"
         assert resolve("fused_conv2d", "cuda", cuda_default=False) == "ref"
 
 

@@ -27,8 +27,9 @@ LEVELS = {"default": "baseline", "avx2": "avx2", "avx512": "avx512"}  # ATEN_CPU
 
 # Run in a fresh process per level (torch reads ATEN_CPU_CAPABILITY once): the CPU kernels (backend "cpu") against
 # the reference on inputs that reach every vectorised loop: activations with and without clamp, NCHW and
-# channels_last rows, first and second order; upfirdn2d's polyphase paths in both layouts; grid_sample forward and
-# backward. Prints {"capability", "isa", "errors": {case: max abs error}}; float64 should agree to rounding.
+# channels_last rows, first and second order; upfirdn2d's polyphase paths in both layouts; grid_sample and
+# instance_norm_act forward and backward. Prints {"capability", "isa", "errors": {case: max abs error}}; float64
+# should agree to rounding.
 _SCRIPT = textwrap.dedent(
     """
     import json, torch
@@ -79,6 +80,17 @@ _SCRIPT = textwrap.dedent(
             return [y, *torch.autograd.grad(y, (x, grid), torch.randn_like(y))]
         return fn
 
+    def instance_norm(dtype, act, channels_last):
+        def fn():
+            x = torch.randn(2, 21, 9, 7, dtype=dtype) * 0.5 + 3  # offset: the statistics must not cancel
+            x = x.to(memory_format=torch.channels_last) if channels_last else x
+            x.requires_grad_(True)
+            w, b = (torch.randn(21, dtype=dtype, requires_grad=True) for _ in range(2))
+            r = torch.randn_like(x)
+            y = ops.instance_norm_act(x, w, b, act=act, residual=r)
+            return [y, *torch.autograd.grad(y, (x, w, b), torch.randn_like(y))]
+        return fn
+
     errors = {}
     for dtype in (torch.float32, torch.float64):
         d = str(dtype).split(".")[1]
@@ -89,6 +101,8 @@ _SCRIPT = textwrap.dedent(
             for fn_name in ("upsample2d", "downsample2d", "filter2d"):
                 errors[f"{fn_name} cl={cl} {d}"] = run(resample(dtype, fn_name, cl))
             errors[f"grid_sample cl={cl} {d}"] = run(grid_sample(dtype, cl))
+            for act in ("linear", "relu", "lrelu"):
+                errors[f"instance_norm {act} cl={cl} {d}"] = run(instance_norm(dtype, act, cl))
     print(json.dumps({"capability": torch.backends.cpu.get_cpu_capability(), "isa": C.cpu_isa(), "errors": errors}))
     """
 )

@@ -2,10 +2,12 @@
 // The Python layer validates user input with clear messages; these checks are the last line of defence.
 #pragma once
 
+#include <ATen/MemoryOverlap.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/Parallel.h>
 #include <c10/util/StringUtil.h>
 
+#include <initializer_list>
 #include <optional>
 #include <stdexcept>
 
@@ -57,6 +59,15 @@ inline void check_like(const at::Tensor& t, const at::Tensor& like, const char* 
 
 inline void check_like(const std::optional<at::Tensor>& t, const at::Tensor& like, const char* name) {
   if (t.has_value()) check_like(*t, like, name);
+}
+
+// `out` shares no memory with any of `inputs` (a kernel would read what it writes).
+inline void check_no_overlap(const char* op, const at::Tensor& out, std::initializer_list<const at::Tensor*> inputs) {
+  for (const at::Tensor* input : inputs) {
+    const auto overlap = at::get_overlap_status(out, *input);
+    GK_CHECK(overlap != at::MemOverlapStatus::Full && overlap != at::MemOverlapStatus::Partial, op,
+             ": an output overlaps an input; the kernels would read what they write");
+  }
 }
 
 inline const void* data_or_null(const std::optional<at::Tensor>& t) { return t.has_value() ? t->data_ptr() : nullptr; }

@@ -2,8 +2,6 @@
 // messages; the checks here keep the kernels in bounds whatever the caller passes.
 #include "gankernels/grid_sample.h"
 
-#include <ATen/MemoryOverlap.h>
-
 #include <vector>
 
 #include "glue.h"
@@ -58,14 +56,6 @@ void check_image(const at::Tensor& t, const at::Tensor& x, const GridSampleArgs&
            p.channels_last ? "channels_last" : "contiguous", "); got strides ", t.strides());
 }
 
-void check_no_overlap(const at::Tensor& out, std::initializer_list<const at::Tensor*> inputs) {
-  for (const at::Tensor* input : inputs) {
-    const auto overlap = at::get_overlap_status(out, *input);
-    GK_CHECK(overlap != at::MemOverlapStatus::Full && overlap != at::MemOverlapStatus::Partial,
-             "grid_sample: an output overlaps an input; the kernels would read what they write");
-  }
-}
-
 }  // namespace
 
 void grid_sample_forward(const at::Tensor& x, const at::Tensor& grid, const at::Tensor& out, int64_t padding,
@@ -73,7 +63,7 @@ void grid_sample_forward(const at::Tensor& x, const at::Tensor& grid, const at::
   GridSampleArgs p = make_args(x, grid, padding, align_corners);
   check_image(out, x, p, p.ho, p.wo, "out");
   if (out.numel() == 0) return;
-  check_no_overlap(out, {&x, &grid});
+  check_no_overlap("grid_sample", out, {&x, &grid});
   p.y = out.data_ptr();
   grid_sample_forward_cpu(p, at::get_num_threads());
 }
@@ -87,7 +77,7 @@ void grid_sample_backward(const at::Tensor& dy, const at::Tensor& x, const at::T
   const bool empty = dy.numel() == 0;  // nothing sampled: zero gradients
   if (dx.has_value()) {
     check_image(*dx, x, p, p.h, p.w, "dx");
-    check_no_overlap(*dx, {&dy, &x, &grid});
+    check_no_overlap("grid_sample", *dx, {&dy, &x, &grid});
     if (empty) {
       dx->zero_();
     } else if (dx->numel()) {
@@ -98,7 +88,7 @@ void grid_sample_backward(const at::Tensor& dy, const at::Tensor& x, const at::T
     GK_CHECK(dgrid->device() == grid.device() && dgrid->scalar_type() == grid.scalar_type() &&
                  dgrid->sizes() == grid.sizes() && dgrid->is_contiguous(),
              "grid_sample: dgrid must be a contiguous tensor like grid, got shape ", dgrid->sizes());
-    check_no_overlap(*dgrid, {&dy, &x, &grid});
+    check_no_overlap("grid_sample", *dgrid, {&dy, &x, &grid});
     if (empty) {
       dgrid->zero_();
     } else if (dgrid->numel()) {

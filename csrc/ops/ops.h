@@ -31,4 +31,16 @@ void grid_sample_backward(const at::Tensor& dy, const at::Tensor& x, const at::T
                           const std::optional<at::Tensor>& dx, const std::optional<at::Tensor>& dgrid,
                           int64_t padding, bool align_corners);
 
+// instance_norm_act (csrc/ops/instance_norm.cpp): act 1 linear, 2 relu, 3 lrelu. CPU tensors only; the same signatures
+// as the Triton kernels (gankernels/triton/instance_norm.py). Forward writes y and the statistics mean, rstd [N, C];
+// backward writes dx and the per-plane partials [N, C] of dweight and dbias.
+void instance_norm_forward(const at::Tensor& x, const std::optional<at::Tensor>& weight,
+                           const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& residual,
+                           const at::Tensor& y, const at::Tensor& mean, const at::Tensor& rstd, int64_t act,
+                           double alpha, double eps);
+void instance_norm_backward(const at::Tensor& g, const at::Tensor& x, const std::optional<at::Tensor>& weight,
+                            const std::optional<at::Tensor>& bias, const at::Tensor& mean, const at::Tensor& rstd,
+                            const at::Tensor& dx, const at::Tensor& dweight_partial, const at::Tensor& dbias_partial,
+                            int64_t act, double alpha);
+
 }  // namespace gankernels

@@ -1,4 +1,4 @@
-"""instance_norm_act on the reference and Triton backends (Triton interpreted on CPU), and InstanceNormAct."""
+"""instance_norm_act on the reference, C++ (cpu) and Triton (interpreted on CPU) backends, and InstanceNormAct."""
 
 import pytest
 import torch
@@ -152,6 +152,82 @@ def test_multi_tile_path(backend, device, shape, channels_last, small_tiles):
         assert_close(got, wanted, torch.float64, scale=100.0)
 
 
+CPU_KERNELS = "cpu" in backends_for(OP, "cpu")
+needs_cpu_kernels = pytest.mark.skipif(not CPU_KERNELS, reason="the C++ extension is not built")
+
+
+@needs_cpu_kernels
+@pytest.mark.parametrize("shape", [(2, 150, 3, 5), (1, 9, 2, 2), (3, 64, 1, 2)])
+def test_cpu_channels_last_blocks(shape):
+    """channels_last on the C++ kernels: images split into blocks of up to 64 channels (150: two full blocks and a
+    short one; 9: one short block), each with its own running sums."""
+    x, w, b, r = inputs(shape, channels_last=True, grad=True)
+    dy = randn(*shape, channels_last=True)
+    with gankernels.use_backend("cpu"):
+        y = instance_norm_act(x, w, b, act="lrelu", residual=r)
+        grads = torch.autograd.grad(y, (x, w, b, r), dy)
+    want = expected(x, w, b, "lrelu", residual=r)
+    assert_close(y, want, torch.float64)
+    for got, wanted in zip(grads, torch.autograd.grad(want, (x, w, b, r), dy), strict=True):
+        assert_close(got, wanted, torch.float64)
+
+
+@needs_cpu_kernels
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_cpu_kernels_give_the_same_bits_on_any_thread_count(channels_last):
+    """Each plane's (each block's) sums are one task's, in a fixed order: 1 and 2 threads agree to the bit, on a size
+    above the kernels' threshold for going parallel (2^15 elements)."""
+    x, w, b, r = inputs((2, 40, 24, 24), dtype=torch.float32, channels_last=channels_last, grad=True)
+    dy = randn(2, 40, 24, 24, dtype=torch.float32, channels_last=channels_last)
+    threads = torch.get_num_threads()
+    runs = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            with gankernels.use_backend("cpu"):
+                y = instance_norm_act(x, w, b, act="relu", residual=r)
+                runs.append([y, *torch.autograd.grad(y, (x, w, b), dy)])
+    finally:
+        torch.set_num_threads(threads)
+    for a, c in zip(*runs, strict=True):
+        assert torch.equal(a, c)
+
+
+@needs_cpu_kernels
+def test_cpu_glue_refuses_what_would_leave_the_buffers():
+    """gankernels._C.instance_norm_forward / _backward check every buffer against x (the Python layer validates user
+    input; these are the last line of defence): a wrong shape, dtype, layout or an output on an input raises."""
+    C = gankernels.backend.extension()
+    x = torch.randn(2, 3, 4, 5)
+    y, mean, rstd = torch.empty_like(x), torch.empty(2, 3), torch.empty(2, 3)
+    C.instance_norm_forward(x, None, None, None, y, mean, rstd, 2, 0.0, 1e-5)  # valid
+    bad = [
+        (RuntimeError, "y has shape", dict(y=torch.empty(2, 3, 4, 4))),
+        (TypeError, "y has dtype", dict(y=torch.empty_like(x, dtype=torch.float64))),
+        (RuntimeError, "dense in x's memory format", dict(y=torch.empty_like(x, memory_format=torch.channels_last))),
+        (RuntimeError, "weight must be a contiguous", dict(weight=torch.ones(4))),
+        (RuntimeError, "mean must be a contiguous", dict(mean=torch.empty(3, 2))),
+        (TypeError, "rstd has dtype", dict(rstd=torch.empty(2, 3, dtype=torch.float64))),
+        (RuntimeError, "residual has shape", dict(residual=torch.empty(2, 3, 4, 4))),
+        (RuntimeError, "x must be dense", dict(x=x.transpose(2, 3))),
+        (RuntimeError, "overlaps an input", dict(y=x)),
+        (RuntimeError, "act must be", dict(act=4)),
+    ]
+    for error, match, change in bad:
+        args = dict(x=x, weight=None, bias=None, residual=None, y=y, mean=mean, rstd=rstd, act=2, alpha=0.0, eps=1e-5)
+        args.update(change)
+        with pytest.raises(error, match=match):
+            C.instance_norm_forward(*args.values())
+    dx, pw, pb = torch.empty_like(x), torch.empty(2, 3), torch.empty(2, 3)
+    C.instance_norm_backward(x, x, None, None, mean, rstd, dx, pw, pb, 2, 0.0)  # valid
+    with pytest.raises(RuntimeError, match="dweight_partial must be a contiguous"):
+        C.instance_norm_backward(x, x, None, None, mean, rstd, dx, torch.empty(3), pb, 2, 0.0)
+    with pytest.raises(RuntimeError, match="g has shape"):
+        C.instance_norm_backward(x[:1], x, None, None, mean, rstd, dx, pw, pb, 2, 0.0)
+    with pytest.raises(RuntimeError, match="overlaps an input"):
+        C.instance_norm_backward(x, x, None, None, mean, rstd, x, pw, pb, 2, 0.0)
+
+
 @pytest.mark.parametrize("backend,device", CASES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("channels_last", [False, True])
@@ -300,7 +376,11 @@ def test_torch_compile_fullgraph():
 
 
 def test_backend_choice():
-    assert resolve_backend("cpu") == "ref"  # automatic on CPU tensors: no CPU kernels for this op
+    # automatic on CPU tensors: the C++ kernels when the extension is built, else the reference
+    assert resolve_backend("cpu") == ("cpu" if "cpu" in backends_for(OP, "cpu") else "ref")
+    if "cpu" in backends_for(OP, "cpu"):  # forced where its kernels cannot run: says so
+        with gankernels.use_backend("cpu"), pytest.raises(RuntimeError, match="cpu backend runs on CPU tensors"):
+            resolve_backend("cuda")
     with gankernels.use_backend("ref"):
         assert resolve_backend("cuda") == "ref"
     if "triton" in backends_for(OP, "cpu"):

@@ -68,7 +68,8 @@ def _backends(op: str) -> list[str]:
 
 
 def _has_kernels(op: str, backend: str) -> bool:
-    return backend != "cpu" or op in ("bias_act", "upfirdn2d", "conv2d", "modulated_conv2d", "grid_sample")
+    cpu_ops = ("bias_act", "upfirdn2d", "conv2d", "modulated_conv2d", "grid_sample", "instance_norm")
+    return backend != "cpu" or op in cpu_ops
 
 
 PARAMS = [(name, b) for name, (op, _, _) in CASES.items() for b in _backends(op)]

@@ -1,6 +1,6 @@
-"""Every Triton-backed op against the reference backend: float64 agreement to 1e-12 (first and second order), and
-float32 error against float64 no worse than the reference's own on inputs with an offset (mean 3, std 0.5: D's
-activations are not centred, and a variance or mean in a cancelling form shows there).
+"""Every op with kernels (Triton, and the C++ kernels on CPU) against the reference backend: float64 agreement to
+1e-12 (first and second order), and float32 error against float64 no worse than the reference's own on inputs with
+an offset (mean 3, std 0.5: D's activations are not centred, and a variance or mean in a cancelling form shows there).
 
 Under the interpreter Python float scalars are not rounded to fp32 (they are on a GPU): tools/triton_compile_check.py
 refuses fp32 values in compiled float64 kernels, which covers that part.
@@ -109,23 +109,29 @@ def _rel(a, b):
     return ((a - b).abs().max() / b.abs().max().clamp_min(1e-300)).item()
 
 
-def _needs_triton(name):
-    if "triton" not in backends_for(OP_NAMES.get(name, name), "cpu"):
-        pytest.skip(f"no triton backend for {name} here")
+def _needs(name, backend, device):
+    if backend not in backends_for(OP_NAMES.get(name, name), "cpu"):
+        pytest.skip(f"no {backend} backend for {name} here")
+    if backend == "cpu" and device != "cpu":
+        pytest.skip("the cpu backend runs on CPU tensors")
+
+
+KERNEL_BACKENDS = ["triton", "cpu"]
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
 @pytest.mark.parametrize("name", sorted(OPS))
-def test_float64_matches_reference(name, device):
-    _needs_triton(name)
-    got = _outputs(name, "triton", torch.float64, device, seed=1)
+def test_float64_matches_reference(name, backend, device):
+    _needs(name, backend, device)
+    got = _outputs(name, backend, torch.float64, device, seed=1)
     want = _outputs(name, "ref", torch.float64, device, seed=1)
     assert len(got) == len(want)
     for k, (g, w) in enumerate(zip(got, want, strict=True)):
         assert _rel(g, w) <= 1e-12, f"{name} output {k}: {_rel(g, w):.3g} relative to the reference"
 
 
-# float32 error, relative to float64, triton <= FACTOR * ref + FLOOR. Both compute the same sums in float32 in
+# float32 error, relative to float64, a kernel backend <= FACTOR * ref + FLOOR. Both compute the same sums in float32 in
 # different but equally stable orders (tiles of partial sums against torch's cascade sums), whose errors are of one
 # order of magnitude and whose ratio varies by about 2x between inputs; FACTOR 4 keeps margin for that. A cancelling
 # form (E[x^2] - E[x]^2, a single centring pass) costs a factor (mean / std)^2 = 36 or mean / std = 6 here: outside it.
@@ -134,15 +140,16 @@ FACTOR, FLOOR = 4.0, 2 * 2.0**-23
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
 @pytest.mark.parametrize("name", sorted(OPS))
-def test_float32_error_with_offset_inputs_no_worse_than_reference(name, device):
-    _needs_triton(name)
+def test_float32_error_with_offset_inputs_no_worse_than_reference(name, backend, device):
+    _needs(name, backend, device)
     truth = _outputs(name, "ref", torch.float64, device, seed=2, mean=3.0, std=0.5, order=1)
     ref = _outputs(name, "ref", torch.float32, device, seed=2, mean=3.0, std=0.5, order=1)
-    got = _outputs(name, "triton", torch.float32, device, seed=2, mean=3.0, std=0.5, order=1)
+    got = _outputs(name, backend, torch.float32, device, seed=2, mean=3.0, std=0.5, order=1)
     for k, (g, r, w) in enumerate(zip(got, ref, truth, strict=True)):
         err, ref_err = _rel(g, w), _rel(r, w)
-        assert err <= FACTOR * ref_err + FLOOR, f"{name} output {k}: triton {err:.3g}, ref {ref_err:.3g}"
+        assert err <= FACTOR * ref_err + FLOOR, f"{name} output {k}: {backend} {err:.3g}, ref {ref_err:.3g}"
 
 
 def test_minibatch_std_gradient_through_the_statistic_alone():
