@@ -1,6 +1,7 @@
 """Host time per eager call on CPU with tiny tensors (where the Python around a kernel is all there is to measure):
-forward and forward+backward of bias_act, upsample2d, modulated_conv2d and a whole SynthesisLayer, on the automatic
-backend (`ours`, the C++ kernels) beside the same math in plain eager PyTorch (`ref` / torch's own ops), in one run.
+forward and forward+backward of bias_act, upsample2d, modulated_conv2d and a whole SynthesisLayer, then of every
+other public op, on the automatic backend (`ours`) beside the same math in plain eager PyTorch (`ref` / torch's own
+ops), in one run.
 
     python tools/host_time.py [--reps 2000] [--repeat 7] [--only REGEX]
 
@@ -83,6 +84,46 @@ def cases():
     params = tuple(layer.parameters()) + (x,)
     yield "SynthesisLayer 4->8 4x4 b2", _both(lambda: layer(x, ws, noise_mode="const"))
     yield "SynthesisLayer fwd+bwd", _both(_fwd_bwd(lambda: layer(x, ws, noise_mode="const"), params))
+    yield from _other_ops()
+
+
+def _other_ops():
+    """Every other public op beside what a new user writes in eager PyTorch for it (torch's own op where there is one;
+    torch's grid_sample has no double backward, which ours adds), fwd and fwd+bwd, on [2, 4, 8, 8]."""
+    x = torch.randn(2, 4, 8, 8, requires_grad=True)
+    w = torch.randn(8, 4, 3, 3, requires_grad=True)
+    wt = torch.randn(4, 8, 3, 3, requires_grad=True)
+    b8 = torch.randn(8, requires_grad=True)
+    gamma, beta = torch.randn(4, requires_grad=True), torch.randn(4, requires_grad=True)
+    grid = (torch.rand(2, 8, 8, 2) * 2 - 1).requires_grad_(True)
+    g = torch.randn(2, 4, 8, 8, requires_grad=True)
+    eps = torch.full((2,), 0.3)
+
+    def minibatch_std(x, group=2):  # NVlabs' formula in plain ops
+        n, c, h, w = x.shape
+        y = x.reshape(group, -1, 1, c, h, w)
+        y = (y - y.mean(dim=0)).square().mean(dim=0).add(1e-8).sqrt().mean(dim=[2, 3, 4]).reshape(-1, 1, 1, 1)
+        return torch.cat([x, y.repeat(group, 1, h, w)], dim=1)
+
+    calls = {
+        "conv2d 4->8 3x3 [2,4,8,8]": ((x, w, b8), lambda: ops.conv2d(x, w, b8, padding=1),
+                                       lambda: F.conv2d(x, w, b8, padding=1)),
+        "conv_transpose2d 4->8 3x3 s2": ((x, wt), lambda: ops.conv_transpose2d(x, wt, stride=2),
+                                         lambda: F.conv_transpose2d(x, wt, stride=2)),
+        "fused_conv2d + lrelu": ((x, w, b8), lambda: ops.fused_conv2d(x, w, padding=1, bias=b8, act="lrelu"),
+                                 lambda: F.leaky_relu(F.conv2d(x, w, b8, padding=1), 0.2) * 2**0.5),
+        "instance_norm_act relu": ((x, gamma, beta), lambda: ops.instance_norm_act(x, gamma, beta, act="relu"),
+                                   lambda: F.relu(F.instance_norm(x, weight=gamma, bias=beta))),
+        "minibatch_std G=2": ((x,), lambda: ops.minibatch_std(x, 2), lambda: minibatch_std(x)),
+        "grid_sample reflection": ((x, grid), lambda: ops.grid_sample(x, grid, padding_mode="reflection"),
+                                   lambda: F.grid_sample(x, grid, padding_mode="reflection", align_corners=False)),
+        "gradient_penalty": ((g,), lambda: ops.gradient_penalty(g), lambda: (g.flatten(1).norm(dim=1) - 1).square()),
+        "wgan_gp_interpolate": ((x, g), lambda: ops.wgan_gp_interpolate(x, g, eps),
+                                lambda: torch.lerp(g, x, eps.reshape(-1, 1, 1, 1))),
+    }  # fmt: skip
+    for name, (inputs, ours, eager) in calls.items():
+        yield name, {"ours": ours, "torch ops": eager}
+        yield f"{name} fwd+bwd", {"ours": _fwd_bwd(ours, inputs), "torch ops": _fwd_bwd(eager, inputs)}
 
 
 def _both(fn):
