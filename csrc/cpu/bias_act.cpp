@@ -4,8 +4,6 @@
 // The flat tensor is walked in runs that share one bias value (a row of `step` elements: NCHW, dim=1) or,
 // when step == 1 (channels_last, dim=1), in runs of `size` elements whose bias is b[0..size). Either way the
 // innermost loop is contiguous and branch-free, so the compiler vectorises it.
-#include <c10/util/BFloat16.h>
-#include <c10/util/Half.h>
 
 #include <algorithm>
 #include <type_traits>
@@ -55,13 +53,13 @@ void forward(const BiasActArgs& p, int num_threads) {
     if (per) {
 #pragma omp simd
       for (int64_t k = 0; k < len; ++k) {
-        y[i0 + k] = T(bias_act_forward_element<A, CLAMP>(C(x[i0 + k]) + C(b[k]), alpha, gain, clamp));
+        cpu::store(y[i0 + k], bias_act_forward_element<A, CLAMP>(C(x[i0 + k]) + C(b[k]), alpha, gain, clamp));
       }
     } else {
       const C bias = b ? C(b[c]) : C(0);
 #pragma omp simd
       for (int64_t k = 0; k < len; ++k) {
-        y[i0 + k] = T(bias_act_forward_element<A, CLAMP>(C(x[i0 + k]) + bias, alpha, gain, clamp));
+        cpu::store(y[i0 + k], bias_act_forward_element<A, CLAMP>(C(x[i0 + k]) + bias, alpha, gain, clamp));
       }
     }
   });
@@ -78,15 +76,27 @@ void backward(const BiasActArgs& p, int num_threads) {
   const T* b = kind == 1 ? static_cast<const T*>(p.b) : nullptr;
   T* out = static_cast<T*>(p.out);
   const C alpha = C(p.alpha), gain = C(p.gain), clamp = C(p.clamp);
-  for_each_run(p.n, p.step, p.size, b != nullptr, num_threads, [&](int64_t i0, int64_t len, int64_t c, bool per) {
-    const C bias = (b && !per) ? C(b[c]) : C(0);
+  // One loop per (m given, bias per element): a load under a runtime condition inside the loop (m[i], b[k]) is
+  // control flow the vectoriser gives up on for some types and activations (float16, swish).
+  auto loop = [&](auto has_m, auto per_k, int64_t i0, int64_t len, C bias) {
+    constexpr bool HAS_M = decltype(has_m)::value, PER = decltype(per_k)::value;
 #pragma omp simd
     for (int64_t k = 0; k < len; ++k) {
       const int64_t i = i0 + k;
       C gv = C(g[i]);
-      if (m) gv *= C(m[i]);
-      const C r = C(ref[i]) + (per ? C(b[k]) : bias);
-      out[i] = T(bias_act_backward_element<A, ORDER, CLAMP>(gv, r, C(y[i]), alpha, gain, clamp));
+      if constexpr (HAS_M) gv *= C(m[i]);
+      const C r = C(ref[i]) + (PER ? C(b[k]) : bias);
+      cpu::store(out[i], bias_act_backward_element<A, ORDER, CLAMP>(gv, r, C(y[i]), alpha, gain, clamp));
+    }
+  };
+  using yes = std::true_type;
+  using no = std::false_type;
+  for_each_run(p.n, p.step, p.size, b != nullptr, num_threads, [&](int64_t i0, int64_t len, int64_t c, bool per) {
+    const C bias = (b && !per) ? C(b[c]) : C(0);
+    if (m) {
+      per ? loop(yes{}, yes{}, i0, len, bias) : loop(yes{}, no{}, i0, len, bias);
+    } else {
+      per ? loop(no{}, yes{}, i0, len, bias) : loop(no{}, no{}, i0, len, bias);
     }
   });
 }
@@ -127,7 +137,7 @@ void reduce_channels(const T* out, int64_t n, int64_t step, int64_t size, T* db,
   for (int64_t c = 0; c < size; ++c) {
     double s = 0;
     for (int64_t k = 0; k < oblocks; ++k) s += sums[k * size + c];
-    db[c] = T(s);
+    cpu::store(db[c], s);
   }
 }
 

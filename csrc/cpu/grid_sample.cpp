@@ -6,8 +6,6 @@
 // Backward, deterministic (no atomics, a fixed order of additions): dx by tasks that each own a block of channels of
 // one sample, scattering every point of that sample in order; dgrid by tasks over (sample, chunk of points), each
 // point's sum over channels in registers. fp16/bf16 are computed (and dx accumulated) in float, fp64 in double.
-#include <c10/util/BFloat16.h>
-#include <c10/util/Half.h>
 
 #include <algorithm>
 #include <type_traits>
@@ -16,6 +14,10 @@
 #include "common.h"
 #include "gankernels/grid_sample.h"
 #include "isa.h"
+
+#if GK_ISA_LEVEL >= 1
+#include <immintrin.h>  // _cvtsh_ss (F16C), in the AVX2 / AVX-512 copies only
+#endif
 
 #if GK_ISA_COMPILE
 GK_ISA_BEGIN
@@ -28,6 +30,16 @@ constexpr int64_t kChunk = 128;       // output points per corner table
 constexpr int64_t kGrain = 1 << 15;   // point-channel products below which one thread does all the work
 
 int threads_for(int64_t work, int num_threads) { return work < kGrain ? 1 : std::max(1, num_threads); }
+
+// A gathered (scalar) load: float16 through F16C's one-instruction conversion at the AVX2 / AVX-512 levels, where
+// half.h's branch-free conversion, made for vectorised loops, costs ~15 scalar operations per corner.
+template <typename C, typename T>
+inline C gather(const T& v) {
+#if GK_ISA_LEVEL >= 1
+  if constexpr (std::is_same_v<T, cpu::Half>) return C(_cvtsh_ss(v.bits));
+#endif
+  return C(v);
+}
 
 template <typename T>
 void chunk_taps(const GridSampleArgs& p, const T* grid, int64_t len, GridTaps<compute_t<T>>* taps,
@@ -50,7 +62,7 @@ void chunk_taps(const GridSampleArgs& p, const T* grid, int64_t len, GridTaps<co
 template <typename T, typename C>
 inline void corners(const T* xc, const GridTaps<C>& t, int64_t step, C v[4]) {
   for (int k = 0; k < 4; ++k) {
-    const C value = C(xc[t.index[k] * step]);  // index 0 when outside: always a safe read
+    const C value = gather<C>(xc[t.index[k] * step]);  // index 0 when outside: always a safe read
     v[k] = (t.mask >> k) & 1 ? value : C(0);
   }
 }
@@ -70,13 +82,14 @@ inline void planes(const T* x, T* y, int64_t b, int64_t c, int64_t nc, int64_t H
     if (t.mask == 15) {  // all four corners inside: the common case
       for (int k = 0; k < K; ++k) {
         const T* xk = xc + k * HW;
-        yc[k * P + i] = T(C(xk[i0]) * w0 + C(xk[i1]) * w1 + C(xk[i2]) * w2 + C(xk[i3]) * w3);  // torch's order
+        cpu::store(yc[k * P + i], gather<C>(xk[i0]) * w0 + gather<C>(xk[i1]) * w1 + gather<C>(xk[i2]) * w2 +
+                                      gather<C>(xk[i3]) * w3);  // torch's order
       }
     } else {
       for (int k = 0; k < K; ++k) {
         C v[4];
         corners(xc + k * HW, t, 1, v);
-        yc[k * P + i] = T(v[0] * w0 + v[1] * w1 + v[2] * w2 + v[3] * w3);
+        cpu::store(yc[k * P + i], v[0] * w0 + v[1] * w1 + v[2] * w2 + v[3] * w3);
       }
     }
   }
@@ -111,14 +124,14 @@ void forward(const GridSampleArgs& p, int num_threads) {
         if (t.mask == 15) {
 #pragma omp simd
           for (int64_t c = 0; c < nc; ++c) {
-            yp[c] = T(C(x0[c]) * w0 + C(x1[c]) * w1 + C(x2[c]) * w2 + C(x3[c]) * w3);
+            cpu::store(yp[c], C(x0[c]) * w0 + C(x1[c]) * w1 + C(x2[c]) * w2 + C(x3[c]) * w3);
           }
         } else {
           const bool m0 = t.mask & 1, m1 = t.mask & 2, m2 = t.mask & 4, m3 = t.mask & 8;
           for (int64_t c = 0; c < nc; ++c) {
             const C v0 = m0 ? C(x0[c]) : C(0), v1 = m1 ? C(x1[c]) : C(0);
             const C v2 = m2 ? C(x2[c]) : C(0), v3 = m3 ? C(x3[c]) : C(0);
-            yp[c] = T(v0 * w0 + v1 * w1 + v2 * w2 + v3 * w3);
+            cpu::store(yp[c], v0 * w0 + v1 * w1 + v2 * w2 + v3 * w3);
           }
         }
       }
@@ -167,7 +180,7 @@ void backward_x(const GridSampleArgs& p, int num_threads) {
           C* a = acc + c * HW;
           for (int64_t i = 0; i < len; ++i) {
             const GridTaps<C>& t = taps[i];
-            const C gi = C(g[i]);
+            const C gi = gather<C>(g[i]);
             for (int k = 0; k < 4; ++k) {
               if ((t.mask >> k) & 1) a[t.index[k]] += gi * t.weight[k];
             }
@@ -192,7 +205,7 @@ void backward_x(const GridSampleArgs& p, int num_threads) {
         for (int64_t q = 0; q < HW; ++q) {
           const C v = p.channels_last ? acc[q * cb + c] : acc[c * HW + q];
           const int64_t at = p.channels_last ? (b * HW + q) * nc + c0 + c : (b * nc + c0 + c) * HW + q;
-          dx[at] = T(v);
+          cpu::store(dx[at], v);
         }
       }
     }
@@ -250,8 +263,8 @@ void backward_grid(const GridSampleArgs& p, int num_threads) {
     }
     T* out = dgrid + (b * P + p0) * 2;
     for (int64_t i = 0; i < len; ++i) {
-      out[2 * i] = T(gx[i] * mult_x[i]);
-      out[2 * i + 1] = T(gy[i] * mult_y[i]);
+      cpu::store(out[2 * i], gx[i] * mult_x[i]);
+      cpu::store(out[2 * i + 1], gy[i] * mult_y[i]);
     }
   }
 }

@@ -7,8 +7,6 @@
 // image and walks its rows of C channels, SIMD along the block, with a running sum per channel.
 // Sums are accumulated in double for every dtype (one task per plane, a fixed order: the same bits on any thread
 // count); the values are computed in float for fp16/bf16/fp32 and in double for fp64, as the Triton kernels.
-#include <c10/util/BFloat16.h>
-#include <c10/util/Half.h>
 
 #include <algorithm>
 #include <cmath>
@@ -94,10 +92,10 @@ void forward_nchw(const InstanceNormArgs& p, int nt) {
     const int act = p.act;
     if (rp) {
 #pragma omp simd
-      for (int64_t i = 0; i < HW; ++i) yp[i] = T(act_of((C(xp[i]) - mean) * scale + shift, act, alpha) + C(rp[i]));
+      for (int64_t i = 0; i < HW; ++i) cpu::store(yp[i], act_of((C(xp[i]) - mean) * scale + shift, act, alpha) + C(rp[i]));
     } else {
 #pragma omp simd
-      for (int64_t i = 0; i < HW; ++i) yp[i] = T(act_of((C(xp[i]) - mean) * scale + shift, act, alpha));
+      for (int64_t i = 0; i < HW; ++i) cpu::store(yp[i], act_of((C(xp[i]) - mean) * scale + shift, act, alpha));
     }
   }
 }
@@ -151,10 +149,10 @@ void forward_nhwc(const InstanceNormArgs& p, int nt) {
         const T* res = r + at;
 #pragma omp simd
         for (int64_t k = 0; k < cb; ++k)
-          out[k] = T(act_of((C(row[k]) - mean[k]) * scale[k] + shift[k], act, alpha) + C(res[k]));
+          cpu::store(out[k], act_of((C(row[k]) - mean[k]) * scale[k] + shift[k], act, alpha) + C(res[k]));
       } else {
 #pragma omp simd
-        for (int64_t k = 0; k < cb; ++k) out[k] = T(act_of((C(row[k]) - mean[k]) * scale[k] + shift[k], act, alpha));
+        for (int64_t k = 0; k < cb; ++k) cpu::store(out[k], act_of((C(row[k]) - mean[k]) * scale[k] + shift[k], act, alpha));
       }
     }
   }
@@ -199,7 +197,7 @@ void backward_nchw(const InstanceNormArgs& p, int nt) {
     for (int64_t i = 0; i < HW; ++i) {
       const C xm = C(xp[i]) - mean;
       const C gz = act_grad(C(gp[i]), xm * k + shift, act, alpha);
-      dxp[i] = T(k * (gz - m_gz - (xm * rstd) * m_gzx));
+      cpu::store(dxp[i], k * (gz - m_gz - (xm * rstd) * m_gzx));
     }
   }
 }
@@ -256,7 +254,7 @@ void backward_nhwc(const InstanceNormArgs& p, int nt) {
       for (int64_t j = 0; j < cb; ++j) {
         const C xm = C(xr[j]) - mean[j];
         const C gz = act_grad(C(gr[j]), xm * k[j] + shift[j], act, alpha);
-        out[j] = T(k[j] * (gz - m_gz[j] - (xm * rstd[j]) * m_gzx[j]));
+        cpu::store(out[j], k[j] * (gz - m_gz[j] - (xm * rstd[j]) * m_gzx[j]));
       }
     }
   }

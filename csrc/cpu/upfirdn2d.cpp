@@ -9,8 +9,6 @@
 // evaluated up to 8 taps per pass (registers, vectorised over m) and stored with stride P.
 // channels_last: a thread takes one output row of one image; an output pixel is the sum of the channel vectors of
 // the input pixels under its real taps (clipped at the borders), weighted, vectorised over channels.
-#include <c10/util/BFloat16.h>
-#include <c10/util/Half.h>
 
 #include <algorithm>
 #include <cstring>
@@ -89,28 +87,13 @@ std::vector<C> correlation_weights(const Upfirdn2dArgs& p) {
   return wf;
 }
 
-// The compute type back to the storage type. bfloat16 by hand (round to nearest even, NaN kept quiet), in a form the
-// compiler vectorises, unlike c10's.
-template <typename T, typename C>
-inline T narrow(C v) {
-  if constexpr (std::is_same_v<T, c10::BFloat16>) {
-    uint32_t u;
-    std::memcpy(&u, &v, sizeof(u));
-    const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-    const uint16_t bits = static_cast<uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? 0x7fc0u : rounded);
-    return c10::BFloat16(bits, c10::BFloat16::from_bits());
-  } else {
-    return T(v);
-  }
-}
-
 // out[ph + P m] = acc[ph m_max + m] for ox = ph + P m < OW: the phases of one output row interleaved.
 template <typename T, typename C>
 void store_phases(T* __restrict out, const C* __restrict acc, int P, int64_t m_max, int OW) {
   if (P == 1) {
     if constexpr (!std::is_same_v<T, C>) {
 #pragma omp simd
-      for (int64_t m = 0; m < OW; ++m) out[m] = narrow<T>(acc[m]);
+      for (int64_t m = 0; m < OW; ++m) cpu::store(out[m], acc[m]);
     }
   } else if (P == 2) {
     const int64_t pairs = OW / 2;
@@ -118,13 +101,13 @@ void store_phases(T* __restrict out, const C* __restrict acc, int P, int64_t m_m
     const C* a1 = acc + m_max;
 #pragma omp simd
     for (int64_t m = 0; m < pairs; ++m) {
-      out[2 * m] = narrow<T>(a0[m]);
-      out[2 * m + 1] = narrow<T>(a1[m]);
+      cpu::store(out[2 * m], a0[m]);
+      cpu::store(out[2 * m + 1], a1[m]);
     }
-    if (OW % 2) out[OW - 1] = narrow<T>(a0[pairs]);
+    if (OW % 2) cpu::store(out[OW - 1], a0[pairs]);
   } else {
     for (int ph = 0; ph < std::min(P, OW); ++ph) {
-      for (int64_t m = 0; ph + P * m < OW; ++m) out[ph + P * m] = narrow<T>(acc[ph * m_max + m]);
+      for (int64_t m = 0; ph + P * m < OW; ++m) cpu::store(out[ph + P * m], acc[ph * m_max + m]);
     }
   }
 }
@@ -304,7 +287,7 @@ void channels_last(const Upfirdn2dArgs& p, int num_threads) {
         } else {
           combine(acc.data(), src.data(), w.data(), taps, ch);
 #pragma omp simd
-          for (int64_t c = 0; c < ch; ++c) o[c] = narrow<T>(acc[c]);
+          for (int64_t c = 0; c < ch; ++c) cpu::store(o[c], acc[c]);
         }
       }
     }

@@ -38,12 +38,14 @@ ACTIVATIONS = ref.ACTIVATIONS
 # gain, clamp) at any size, or with one more on at least CPU_KERNEL_MIN_NUMEL elements (below that the two torch ops
 # it replaces cost no more host time than its autograd.Function); one pass alone (DCGAN's relu) is torch's own
 # vectorised op either way. Of the activations with an exp, elu, selu and swish win in float32; tanh, sigmoid and
-# softplus lose or tie to torch's (Sleef) forward + backward; float64's exp is libm's (scalar). float16 / bfloat16
-# lose at every size but the tiniest (the kernel converts them element by element, torch in vectors: lrelu
-# [4, 64, 16, 16] bfloat16 5x), so they stay on torch's ops.
+# softplus lose or tie to torch's (Sleef) forward + backward; float64's exp is libm's (scalar). bfloat16 runs as
+# float32 does since its conversions vectorise (csrc/cpu/half.h: lrelu + bias [8, 64, 32, 32] fwd+bwd 0.19 ms against
+# 0.35 for torch's ops); float16 stays on torch's ops (GCC 12 leaves the kernel's float16 backward scalar: 2.0 ms
+# against 0.23, "float16 / bfloat16 conversions" in benchmarks/NOTES.md).
 CPU_KERNEL_ACTS = frozenset(("linear", "relu", "lrelu", "elu", "selu", "swish"))
 _PIECEWISE_LINEAR = frozenset(("linear", "relu", "lrelu"))
 CPU_KERNEL_MIN_NUMEL = 2**16
+_CPU_KERNEL_DTYPES = (torch.float32, torch.bfloat16)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -291,7 +293,7 @@ def _cpu_kernel_pays(x: torch.Tensor, b, act: str, gain: float, clamp: float) ->
     """Whether the C++ kernel runs on CPU tensor x: always when forced, else where it pays (else torch's ops)."""
     if _backend.get_backend() is not None:
         return True
-    if not (x.dtype == torch.float32 or x.dtype == torch.float64 and act in _PIECEWISE_LINEAR):
+    if not (x.dtype in _CPU_KERNEL_DTYPES or x.dtype == torch.float64 and act in _PIECEWISE_LINEAR):
         return False
     passes = (b is not None) + (act != "linear") + (gain != 1) + (clamp >= 0)  # of the reference
     return act in CPU_KERNEL_ACTS and (passes >= 3 or passes == 2 and x.numel() >= CPU_KERNEL_MIN_NUMEL)

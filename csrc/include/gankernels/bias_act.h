@@ -53,8 +53,16 @@ GK_HD C activation(C z, C alpha) {
     return e / (e + C(2));
   }
   if (A == 5) return C(1) / (C(1) + exp_(-z));                                            // sigmoid
-  if (A == 6) return z >= C(0) ? z : expm1_(min_(z, C(0)));  // elu; expm1: exp(z) - 1 cancels near 0
-  if (A == 7) return C(kSeluScale) * (z > C(0) ? z : C(kSeluAlpha) * expm1_(min_(z, C(0))));
+  // elu, selu: expm1 (exp(z) - 1 cancels near 0) computed for every z, then selected: a call on one side of a
+  // conditional is control flow that keeps a CPU loop scalar
+  if (A == 6) {
+    const C e = expm1_(min_(z, C(0)));
+    return z >= C(0) ? z : e;
+  }
+  if (A == 7) {
+    const C e = C(kSeluAlpha) * expm1_(min_(z, C(0)));
+    return C(kSeluScale) * (z > C(0) ? z : e);
+  }
   if (A == 8) return max_(z, C(0)) + log1p_(exp_(-(z < C(0) ? -z : z)));  // softplus, stable
   return z / (C(1) + exp_(-z));                                           // swish
 }
