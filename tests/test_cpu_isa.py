@@ -161,6 +161,33 @@ def test_the_isa_check_finds_avx_outside_the_level_copies(tmp_path):
         assert portable and bad == want
 
 
+_OUT_OF_LINE_SO = """
+namespace gankernels { namespace vmath {
+__attribute__((noinline)) float exp(float x) { return x * 2.0f + 1.0f; }
+} }
+void scale(float* y, const float* x, long n) { for (long i = 0; i < n; ++i) y[i] = gankernels::vmath::exp(x[i]); }
+"""
+
+
+@pytest.mark.skipif(shutil.which("objdump") is None or shutil.which("g++") is None, reason="needs objdump and g++")
+def test_the_check_finds_an_element_function_left_out_of_line(tmp_path):
+    src = tmp_path / "call.cpp"
+    src.write_text(_OUT_OF_LINE_SO)
+    so = tmp_path / "call.so"
+    subprocess.run(["g++", "-O3", "-shared", "-fPIC", str(src), "-o", str(so)], check=True)
+    assert check_isa.out_of_line(str(so)) == ["gankernels::vmath::exp(float)"]
+
+
+@needs_extension
+@pytest.mark.skipif(shutil.which("objdump") is None, reason="needs objdump")
+def test_every_element_function_is_inlined_into_the_kernels():
+    """No out-of-line copy of an activation, a conversion or vmath's exp: each would be a call in a kernel loop,
+    which keeps the loop scalar (GCC's inliner once stopped inlining them, and bias_act's elu and swish lost 10-20x)."""
+    import gankernels._C as C
+
+    assert check_isa.out_of_line(C.__file__) == []
+
+
 @needs_extension
 @pytest.mark.skipif(not X86 or shutil.which("objdump") is None, reason="needs x86-64 and objdump")
 def test_a_portable_build_has_avx_only_in_the_level_copies():

@@ -34,7 +34,7 @@ int threads_for(int64_t work, int num_threads) { return work < kGrain ? 1 : std:
 // A gathered (scalar) load: float16 through F16C's one-instruction conversion at the AVX2 / AVX-512 levels, where
 // half.h's branch-free conversion, made for vectorised loops, costs ~15 scalar operations per corner.
 template <typename C, typename T>
-inline C gather(const T& v) {
+GK_HD C gather(const T& v) {
 #if GK_ISA_LEVEL >= 1
   if constexpr (std::is_same_v<T, cpu::Half>) return C(_cvtsh_ss(v.bits));
 #endif

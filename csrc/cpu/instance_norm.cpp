@@ -31,7 +31,7 @@ int threads_for(int64_t work, int num_threads) { return work < kGrain ? 1 : std:
 
 // act(z): relu keeps NaN (as torch); lrelu(z) = z alpha below 0.
 template <typename C>
-inline C act_of(C z, int act, C alpha) {
+GK_HD C act_of(C z, int act, C alpha) {
   if (act == 2) return z < C(0) ? C(0) : z;
   if (act == 3) return z < C(0) ? z * alpha : z;
   return z;
@@ -39,14 +39,14 @@ inline C act_of(C z, int act, C alpha) {
 
 // g act'(z): act'(0) = 0 for relu and alpha for lrelu, as torch.
 template <typename C>
-inline C act_grad(C g, C z, int act, C alpha) {
+GK_HD C act_grad(C g, C z, int act, C alpha) {
   if (act == 2) return z > C(0) ? g : C(0);
   if (act == 3) return z > C(0) ? g : g * alpha;
   return g;
 }
 
 template <typename T>
-inline compute_t<T> at_or(const T* p, int64_t i, compute_t<T> otherwise) {
+GK_HD compute_t<T> at_or(const T* p, int64_t i, compute_t<T> otherwise) {
   return p ? compute_t<T>(p[i]) : otherwise;
 }
 
