@@ -38,14 +38,14 @@ ACTIVATIONS = ref.ACTIVATIONS
 # gain, clamp) at any size, or with one more on at least CPU_KERNEL_MIN_NUMEL elements (below that the two torch ops
 # it replaces cost no more host time than its autograd.Function); one pass alone (DCGAN's relu) is torch's own
 # vectorised op either way. Of the activations with an exp, elu, selu and swish win in float32; tanh, sigmoid and
-# softplus lose or tie to torch's (Sleef) forward + backward; float64's exp is libm's (scalar). bfloat16 runs as
-# float32 does since its conversions vectorise (csrc/cpu/half.h: lrelu + bias [8, 64, 32, 32] fwd+bwd 0.19 ms against
-# 0.35 for torch's ops); float16 stays on torch's ops (GCC 12 leaves the kernel's float16 backward scalar: 2.0 ms
-# against 0.23, "float16 / bfloat16 conversions" in benchmarks/NOTES.md).
+# softplus lose or tie to torch's (Sleef) forward + backward; float64's exp is libm's (scalar). bfloat16 and float16 run
+# as float32 does since their conversions vectorise (csrc/cpu/half.h; lrelu + bias fwd+bwd [8, 64, 32, 32] bfloat16
+# 0.19 ms against 0.35 for torch's ops, float16 [16, 128, 64, 64] 8.3 against 14.1: "float16 / bfloat16 conversions"
+# in benchmarks/NOTES.md).
 CPU_KERNEL_ACTS = frozenset(("linear", "relu", "lrelu", "elu", "selu", "swish"))
 _PIECEWISE_LINEAR = frozenset(("linear", "relu", "lrelu"))
 CPU_KERNEL_MIN_NUMEL = 2**16
-_CPU_KERNEL_DTYPES = (torch.float32, torch.bfloat16)
+_CPU_KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 # ----------------------------------------------------------------------------------------------------------------

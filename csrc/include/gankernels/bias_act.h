@@ -101,7 +101,11 @@ GK_HD C bias_act_forward_element(C z, C alpha, C gain, C clamp) {
 template <int A, int ORDER, bool CLAMP, typename C>
 GK_HD C bias_act_backward_element(C g, C ref, C yc, C alpha, C gain, C clamp) {
   const int kind = bias_act_ref(A);
-  C r = kind == 2 ? (gain != C(0) ? ref / gain : C(0)) : ref;
+  // y / gain as y * (1 / gain) (within an ulp): the reciprocal is loop-invariant, where a per-element
+  // `gain != 0 ? y / gain : 0` is a select on an invariant condition that GCC 12 does not vectorise next to float16
+  // loads. gain = 0: r = y * 0 (NaN for a NaN y, whose gradient torch's ops give as NaN too).
+  const C inv_gain = gain != C(0) ? C(1) / gain : C(0);
+  C r = kind == 2 ? ref * inv_gain : ref;
   C k = activation_grad<A, ORDER>(r, alpha);
   if (ORDER == 1 || kind == 1) k *= gain;
   C v = g * k;
