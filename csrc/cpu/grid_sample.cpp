@@ -31,8 +31,9 @@ constexpr int64_t kGrain = 1 << 15;   // point-channel products below which one 
 
 int threads_for(int64_t work, int num_threads) { return work < kGrain ? 1 : std::max(1, num_threads); }
 
-// A gathered (scalar) load: float16 through F16C's one-instruction conversion at the AVX2 / AVX-512 levels, where
-// half.h's branch-free conversion, made for vectorised loops, costs ~15 scalar operations per corner.
+// A gathered (scalar) load: float16 through F16C's one-instruction conversion at the AVX2 / AVX-512 levels; half.h's
+// branch-free conversion is made for vectorised loops, and a scalar gather pays its every operation (float16 NCHW
+// forward [8, 64, 32, 32]: 1.71 ms with it, 1.02 with F16C).
 template <typename C, typename T>
 GK_HD C gather(const T& v) {
 #if GK_ISA_LEVEL >= 1

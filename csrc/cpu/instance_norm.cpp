@@ -57,22 +57,55 @@ int64_t channel_block(int64_t n, int64_t c, int nt) {
   return std::min(std::min(block, kMaxBlock), c);
 }
 
+// The arguments' buffers, typed: T for the images and the per-channel vectors, the compute type for the statistics.
+template <typename T>
+struct Buffers {
+  using C = compute_t<T>;
+  const T *x, *w, *bias, *r, *g;
+  T *y, *dx;
+  C *mean, *rstd, *dw, *db;
+  explicit Buffers(const InstanceNormArgs& p)
+      : x(static_cast<const T*>(p.x)), w(static_cast<const T*>(p.weight)), bias(static_cast<const T*>(p.bias)),
+        r(static_cast<const T*>(p.residual)), g(static_cast<const T*>(p.g)), y(static_cast<T*>(p.y)),
+        dx(static_cast<T*>(p.dx)), mean(static_cast<C*>(p.mean)), rstd(static_cast<C*>(p.rstd)),
+        dw(static_cast<C*>(p.dweight_partial)), db(static_cast<C*>(p.dbias_partial)) {}
+};
+
+// The element math both layouts share; forward and backward compute z = (x - mean) k + b the same way, so that the
+// backward's act'(z) sees the forward's z. k = rstd w.
+template <typename C>
+GK_HD C rstd_of(double sum_sq, int64_t hw, double eps) {
+  return C(1.0 / std::sqrt(sum_sq / double(hw) + eps));
+}
+
+template <typename C>
+GK_HD C forward_value(C x, C mean, C k, C shift, int act, C alpha) {
+  return act_of((x - mean) * k + shift, act, alpha);
+}
+
+// g act'(z) for x - mean = xm
+template <typename C>
+GK_HD C grad_z(C g, C xm, C k, C shift, int act, C alpha) {
+  return act_grad(g, xm * k + shift, act, alpha);
+}
+
+// dx = k (gz - mean_hw(gz) - xhat mean_hw(gz xhat)), xhat = xm rstd
+template <typename C>
+GK_HD C dx_of(C gz, C xm, C rstd, C k, C m_gz, C m_gzx) {
+  return k * (gz - m_gz - (xm * rstd) * m_gzx);
+}
+
 template <typename T>
 void forward_nchw(const InstanceNormArgs& p, int nt) {
   using C = compute_t<T>;
-  const T* x = static_cast<const T*>(p.x);
-  const T* w = static_cast<const T*>(p.weight);
-  const T* bias = static_cast<const T*>(p.bias);
-  const T* r = static_cast<const T*>(p.residual);
-  T* y = static_cast<T*>(p.y);
-  C* mean_out = static_cast<C*>(p.mean);
-  C* rstd_out = static_cast<C*>(p.rstd);
+  const Buffers<T> t(p);
   const int64_t HW = p.hw, planes = p.n * p.c;
   const C alpha = C(p.alpha);
+  const int act = p.act;
 #pragma omp parallel for num_threads(nt) schedule(static)
   for (int64_t plane = 0; plane < planes; ++plane) {
     const int64_t c = plane % p.c;
-    const T* xp = x + plane * HW;
+    const T* xp = t.x + plane * HW;
     double s = 0;
 #pragma omp simd reduction(+ : s)
     for (int64_t i = 0; i < HW; ++i) s += double(C(xp[i]));
@@ -83,19 +116,20 @@ void forward_nchw(const InstanceNormArgs& p, int nt) {
       const double d = double(C(xp[i])) - m;
       s2 += d * d;
     }
-    const C mean = C(m), rstd = C(1.0 / std::sqrt(s2 / double(HW) + p.eps));
-    mean_out[plane] = mean;
-    rstd_out[plane] = rstd;
-    const C scale = rstd * at_or(w, c, C(1)), shift = at_or(bias, c, C(0));
-    T* yp = y + plane * HW;
-    const T* rp = r ? r + plane * HW : nullptr;
-    const int act = p.act;
-    if (rp) {
+    const C mean = C(m), rstd = rstd_of<C>(s2, HW, p.eps);
+    t.mean[plane] = mean;
+    t.rstd[plane] = rstd;
+    const C k = rstd * at_or(t.w, c, C(1)), shift = at_or(t.bias, c, C(0));
+    T* yp = t.y + plane * HW;
+    if (t.r) {
+      const T* rp = t.r + plane * HW;
 #pragma omp simd
-      for (int64_t i = 0; i < HW; ++i) cpu::store(yp[i], act_of((C(xp[i]) - mean) * scale + shift, act, alpha) + C(rp[i]));
+      for (int64_t i = 0; i < HW; ++i) {
+        cpu::store(yp[i], forward_value(C(xp[i]), mean, k, shift, act, alpha) + C(rp[i]));
+      }
     } else {
 #pragma omp simd
-      for (int64_t i = 0; i < HW; ++i) cpu::store(yp[i], act_of((C(xp[i]) - mean) * scale + shift, act, alpha));
+      for (int64_t i = 0; i < HW; ++i) cpu::store(yp[i], forward_value(C(xp[i]), mean, k, shift, act, alpha));
     }
   }
 }
@@ -103,56 +137,53 @@ void forward_nchw(const InstanceNormArgs& p, int nt) {
 template <typename T>
 void forward_nhwc(const InstanceNormArgs& p, int nt) {
   using C = compute_t<T>;
-  const T* x = static_cast<const T*>(p.x);
-  const T* w = static_cast<const T*>(p.weight);
-  const T* bias = static_cast<const T*>(p.bias);
-  const T* r = static_cast<const T*>(p.residual);
-  T* y = static_cast<T*>(p.y);
-  C* mean_out = static_cast<C*>(p.mean);
-  C* rstd_out = static_cast<C*>(p.rstd);
+  const Buffers<T> t(p);
   const int64_t HW = p.hw, nc = p.c, block = channel_block(p.n, nc, nt), blocks = (nc + block - 1) / block;
   const C alpha = C(p.alpha);
+  const int act = p.act;
 #pragma omp parallel for num_threads(nt) schedule(static)
   for (int64_t task = 0; task < p.n * blocks; ++task) {
     const int64_t n = task / blocks, c0 = (task % blocks) * block, cb = std::min(block, nc - c0);
-    const T* xb = x + n * HW * nc + c0;
+    const T* xb = t.x + n * HW * nc + c0;
     double s[kMaxBlock] = {}, s2[kMaxBlock] = {}, m[kMaxBlock];
     for (int64_t q = 0; q < HW; ++q) {
       const T* row = xb + q * nc;
 #pragma omp simd
-      for (int64_t k = 0; k < cb; ++k) s[k] += double(C(row[k]));
+      for (int64_t j = 0; j < cb; ++j) s[j] += double(C(row[j]));
     }
-    for (int64_t k = 0; k < cb; ++k) m[k] = s[k] / double(HW);
+    for (int64_t j = 0; j < cb; ++j) m[j] = s[j] / double(HW);
     for (int64_t q = 0; q < HW; ++q) {
       const T* row = xb + q * nc;
 #pragma omp simd
-      for (int64_t k = 0; k < cb; ++k) {
-        const double d = double(C(row[k])) - m[k];
-        s2[k] += d * d;
+      for (int64_t j = 0; j < cb; ++j) {
+        const double d = double(C(row[j])) - m[j];
+        s2[j] += d * d;
       }
     }
-    C mean[kMaxBlock], scale[kMaxBlock], shift[kMaxBlock];
-    for (int64_t k = 0; k < cb; ++k) {
-      const C rstd = C(1.0 / std::sqrt(s2[k] / double(HW) + p.eps));
-      mean[k] = C(m[k]);
-      mean_out[n * nc + c0 + k] = mean[k];
-      rstd_out[n * nc + c0 + k] = rstd;
-      scale[k] = rstd * at_or(w, c0 + k, C(1));
-      shift[k] = at_or(bias, c0 + k, C(0));
+    C mean[kMaxBlock], k[kMaxBlock], shift[kMaxBlock];
+    for (int64_t j = 0; j < cb; ++j) {
+      const C rstd = rstd_of<C>(s2[j], HW, p.eps);
+      mean[j] = C(m[j]);
+      t.mean[n * nc + c0 + j] = mean[j];
+      t.rstd[n * nc + c0 + j] = rstd;
+      k[j] = rstd * at_or(t.w, c0 + j, C(1));
+      shift[j] = at_or(t.bias, c0 + j, C(0));
     }
-    const int act = p.act;
     for (int64_t q = 0; q < HW; ++q) {
       const int64_t at = (n * HW + q) * nc + c0;
-      const T* row = x + at;
-      T* out = y + at;
-      if (r) {
-        const T* res = r + at;
+      const T* row = t.x + at;
+      T* out = t.y + at;
+      if (t.r) {
+        const T* res = t.r + at;
 #pragma omp simd
-        for (int64_t k = 0; k < cb; ++k)
-          cpu::store(out[k], act_of((C(row[k]) - mean[k]) * scale[k] + shift[k], act, alpha) + C(res[k]));
+        for (int64_t j = 0; j < cb; ++j) {
+          cpu::store(out[j], forward_value(C(row[j]), mean[j], k[j], shift[j], act, alpha) + C(res[j]));
+        }
       } else {
 #pragma omp simd
-        for (int64_t k = 0; k < cb; ++k) cpu::store(out[k], act_of((C(row[k]) - mean[k]) * scale[k] + shift[k], act, alpha));
+        for (int64_t j = 0; j < cb; ++j) {
+          cpu::store(out[j], forward_value(C(row[j]), mean[j], k[j], shift[j], act, alpha));
+        }
       }
     }
   }
@@ -161,43 +192,34 @@ void forward_nhwc(const InstanceNormArgs& p, int nt) {
 template <typename T>
 void backward_nchw(const InstanceNormArgs& p, int nt) {
   using C = compute_t<T>;
-  const T* x = static_cast<const T*>(p.x);
-  const T* g = static_cast<const T*>(p.g);
-  const T* w = static_cast<const T*>(p.weight);
-  const T* bias = static_cast<const T*>(p.bias);
-  const C* mean_in = static_cast<const C*>(p.mean);
-  const C* rstd_in = static_cast<const C*>(p.rstd);
-  T* dx = static_cast<T*>(p.dx);
-  C* dw_out = static_cast<C*>(p.dweight_partial);
-  C* db_out = static_cast<C*>(p.dbias_partial);
+  const Buffers<T> t(p);
   const int64_t HW = p.hw, planes = p.n * p.c;
   const C alpha = C(p.alpha);
   const int act = p.act;
 #pragma omp parallel for num_threads(nt) schedule(static)
   for (int64_t plane = 0; plane < planes; ++plane) {
     const int64_t c = plane % p.c;
-    const T* xp = x + plane * HW;
-    const T* gp = g + plane * HW;
-    const C mean = mean_in[plane], rstd = rstd_in[plane];
-    const C k = rstd * at_or(w, c, C(1)), shift = at_or(bias, c, C(0));
-    // xhat = (x - mean) rstd, z = (x - mean) k + b (as the forward computes it), gz = g act'(z)
+    const T* xp = t.x + plane * HW;
+    const T* gp = t.g + plane * HW;
+    const C mean = t.mean[plane], rstd = t.rstd[plane];
+    const C k = rstd * at_or(t.w, c, C(1)), shift = at_or(t.bias, c, C(0));
     double s_gz = 0, s_gzx = 0;
 #pragma omp simd reduction(+ : s_gz, s_gzx)
     for (int64_t i = 0; i < HW; ++i) {
       const C xm = C(xp[i]) - mean;
-      const C gz = act_grad(C(gp[i]), xm * k + shift, act, alpha);
+      const C gz = grad_z(C(gp[i]), xm, k, shift, act, alpha);
       s_gz += double(gz);
       s_gzx += double(gz * (xm * rstd));
     }
-    db_out[plane] = C(s_gz);
-    dw_out[plane] = C(s_gzx);
+    t.db[plane] = C(s_gz);
+    t.dw[plane] = C(s_gzx);
     const C m_gz = C(s_gz / double(HW)), m_gzx = C(s_gzx / double(HW));
-    T* dxp = dx + plane * HW;
+    T* dxp = t.dx + plane * HW;
 #pragma omp simd
     for (int64_t i = 0; i < HW; ++i) {
       const C xm = C(xp[i]) - mean;
-      const C gz = act_grad(C(gp[i]), xm * k + shift, act, alpha);
-      cpu::store(dxp[i], k * (gz - m_gz - (xm * rstd) * m_gzx));
+      const C gz = grad_z(C(gp[i]), xm, k, shift, act, alpha);
+      cpu::store(dxp[i], dx_of(gz, xm, rstd, k, m_gz, m_gzx));
     }
   }
 }
@@ -205,15 +227,7 @@ void backward_nchw(const InstanceNormArgs& p, int nt) {
 template <typename T>
 void backward_nhwc(const InstanceNormArgs& p, int nt) {
   using C = compute_t<T>;
-  const T* x = static_cast<const T*>(p.x);
-  const T* g = static_cast<const T*>(p.g);
-  const T* w = static_cast<const T*>(p.weight);
-  const T* bias = static_cast<const T*>(p.bias);
-  const C* mean_in = static_cast<const C*>(p.mean);
-  const C* rstd_in = static_cast<const C*>(p.rstd);
-  T* dx = static_cast<T*>(p.dx);
-  C* dw_out = static_cast<C*>(p.dweight_partial);
-  C* db_out = static_cast<C*>(p.dbias_partial);
+  const Buffers<T> t(p);
   const int64_t HW = p.hw, nc = p.c, block = channel_block(p.n, nc, nt), blocks = (nc + block - 1) / block;
   const C alpha = C(p.alpha);
   const int act = p.act;
@@ -222,39 +236,39 @@ void backward_nhwc(const InstanceNormArgs& p, int nt) {
     const int64_t n = task / blocks, c0 = (task % blocks) * block, cb = std::min(block, nc - c0);
     C mean[kMaxBlock], rstd[kMaxBlock], k[kMaxBlock], shift[kMaxBlock];
     for (int64_t j = 0; j < cb; ++j) {
-      mean[j] = mean_in[n * nc + c0 + j];
-      rstd[j] = rstd_in[n * nc + c0 + j];
-      k[j] = rstd[j] * at_or(w, c0 + j, C(1));
-      shift[j] = at_or(bias, c0 + j, C(0));
+      mean[j] = t.mean[n * nc + c0 + j];
+      rstd[j] = t.rstd[n * nc + c0 + j];
+      k[j] = rstd[j] * at_or(t.w, c0 + j, C(1));
+      shift[j] = at_or(t.bias, c0 + j, C(0));
     }
     double s_gz[kMaxBlock] = {}, s_gzx[kMaxBlock] = {};
     for (int64_t q = 0; q < HW; ++q) {
       const int64_t at = (n * HW + q) * nc + c0;
-      const T *xr = x + at, *gr = g + at;
+      const T *xr = t.x + at, *gr = t.g + at;
 #pragma omp simd
       for (int64_t j = 0; j < cb; ++j) {
         const C xm = C(xr[j]) - mean[j];
-        const C gz = act_grad(C(gr[j]), xm * k[j] + shift[j], act, alpha);
+        const C gz = grad_z(C(gr[j]), xm, k[j], shift[j], act, alpha);
         s_gz[j] += double(gz);
         s_gzx[j] += double(gz * (xm * rstd[j]));
       }
     }
     C m_gz[kMaxBlock], m_gzx[kMaxBlock];
     for (int64_t j = 0; j < cb; ++j) {
-      db_out[n * nc + c0 + j] = C(s_gz[j]);
-      dw_out[n * nc + c0 + j] = C(s_gzx[j]);
+      t.db[n * nc + c0 + j] = C(s_gz[j]);
+      t.dw[n * nc + c0 + j] = C(s_gzx[j]);
       m_gz[j] = C(s_gz[j] / double(HW));
       m_gzx[j] = C(s_gzx[j] / double(HW));
     }
     for (int64_t q = 0; q < HW; ++q) {
       const int64_t at = (n * HW + q) * nc + c0;
-      const T *xr = x + at, *gr = g + at;
-      T* out = dx + at;
+      const T *xr = t.x + at, *gr = t.g + at;
+      T* out = t.dx + at;
 #pragma omp simd
       for (int64_t j = 0; j < cb; ++j) {
         const C xm = C(xr[j]) - mean[j];
-        const C gz = act_grad(C(gr[j]), xm * k[j] + shift[j], act, alpha);
-        cpu::store(out[j], k[j] * (gz - m_gz[j] - (xm * rstd[j]) * m_gzx[j]));
+        const C gz = grad_z(C(gr[j]), xm, k[j], shift[j], act, alpha);
+        cpu::store(out[j], dx_of(gz, xm, rstd[j], k[j], m_gz[j], m_gzx[j]));
       }
     }
   }

@@ -1,8 +1,8 @@
 // The instruction set of the CPU kernels, chosen when they run, not when they are built.
 //
 // A kernel file (csrc/cpu/<op>.cpp) is compiled once for the baseline instruction set (SSE2 on x86-64: what any
-// build runs on) and, on x86-64 with GCC, again for AVX2 + FMA (+ F16C) and for AVX-512 (csrc/cpu/isa/<op>_<level>.cpp set
-// GK_ISA_LEVEL and include it). Each copy lives in its own namespace, gankernels::isa_<level>, and the op's entry
+// build runs on) and, on x86-64 with GCC, again for AVX2 + FMA + F16C and for AVX-512 (csrc/cpu/isa/<op>_<level>.cpp
+// set GK_ISA_LEVEL and include it). Each copy lives in its own namespace, gankernels::isa_<level>, and the op's entry
 // point calls the copy for isa_level(): the level torch itself runs its CPU kernels at
 // (torch.backends.cpu.get_cpu_capability(), which honours ATEN_CPU_CAPABILITY). So a portable build (a wheel)
 // runs on any CPU and uses AVX-512 where there is one, with no -march=native.
@@ -37,7 +37,8 @@
 #define GK_ISA_POP _Pragma("GCC pop_options")
 #elif GK_ISA_LEVEL == 2
 #define GK_ISA_NS isa_avx512
-#define GK_ISA_PUSH _Pragma("GCC push_options") _Pragma("GCC target(\"avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c\")")
+#define GK_ISA_PUSH \
+  _Pragma("GCC push_options") _Pragma("GCC target(\"avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c\")")
 #define GK_ISA_POP _Pragma("GCC pop_options")
 #else
 #error "GK_ISA_LEVEL must be 0 (baseline), 1 (AVX2 + FMA) or 2 (AVX-512)"
