@@ -1,5 +1,5 @@
 """instance_norm_act (CycleGAN's IN + ReLU and IN + residual): ours vs eager and torch.compile; GPU shapes on CUDA,
-the quick case on CPU."""
+CycleGAN's 64x64 trunk on CPU (the quick case with --benchmark-disable)."""
 
 OP = "instance_norm"
 

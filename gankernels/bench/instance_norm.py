@@ -1,9 +1,9 @@
 """instance_norm_act cases: CycleGAN's ResnetBlock norms (IN + ReLU, and IN + residual add), forward and
-forward+backward, ours (the automatic choice: the fused Triton kernel on CUDA) against eager
+forward+backward, ours (the automatic choice: the fused Triton kernel on CUDA, the C++ kernels on CPU) against eager
 F.instance_norm + relu / + x and torch.compile of it.
 
 Shapes: CycleGAN's residual trunk, 256 channels at 64x64 (256x256 images, batch 1) and at 32x32 (128x128, batch 8).
-On CPU the automatic choice is the reference (no C++ kernel), so only the quick smoke case runs there.
+On CPU the first of them, in float32.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from ..ops.instance_norm import instance_norm_act
 from . import AUTO, DTYPE_NAMES, Case, sizes
 
 GPU_SHAPES = [(1, 256, 64, 64), (8, 256, 32, 32)]
+CPU_SHAPES = [(1, 256, 64, 64)]
 QUICK_SHAPES = [(2, 4, 8, 8)]
 
 
@@ -43,9 +44,7 @@ def _ours_residual(x, r):
 
 
 def cases(device: torch.device, quick: bool = False) -> list[Case]:
-    if device.type != "cuda" and not quick:
-        return []
-    shapes, dtypes = sizes(device, quick, GPU_SHAPES, [], QUICK_SHAPES)
+    shapes, dtypes = sizes(device, quick, GPU_SHAPES, CPU_SHAPES, QUICK_SHAPES)
     out = []
     for shape in shapes:
         for dtype in dtypes:
